@@ -1,0 +1,3 @@
+"""jobyard: Kubernetes-native background jobs on Celery and Redis."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,139 @@
+"""Reads and writes of job records, dead letters and queue indexes.
+
+Write helpers *plan* commands onto a redis-py pipeline (sync or asyncio: their command
+methods are the same), so the API (async) and the workers (sync) share one definition of
+every write. Callers execute the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from jobyard.core import keys
+from jobyard.core.messages import BuiltMessage
+from jobyard.core.records import JobError, JobRecord, JobState, Progress, dumps
+
+Pipe = Any
+"""A redis-py `Pipeline` or `redis.asyncio` `Pipeline`."""
+
+
+def now_s() -> float:
+    return time.time()
+
+
+def plan_enqueue(
+    pipe: Pipe, record: JobRecord, message: BuiltMessage, *, result_ttl_s: int
+) -> None:
+    """Create the record and publish (or schedule) its message."""
+    ttl = result_ttl_s + int(max(0.0, (record.eta or 0) - record.enqueued_at))
+    rkey = keys.job(record.id)
+    pipe.hset(rkey, mapping=record.to_hash())
+    pipe.expire(rkey, ttl)
+    pipe.zadd(keys.RECENT, {record.id: record.enqueued_at})
+    pipe.zadd(keys.recent(record.queue), {record.id: record.enqueued_at})
+    if record.state is JobState.SCHEDULED:
+        assert record.eta is not None
+        pipe.hset(
+            keys.SCHEDULED_MESSAGES, record.id, json.dumps([message.list_key, message.payload])
+        )
+        pipe.zadd(keys.SCHEDULED, {record.id: record.eta})
+    else:
+        pipe.lpush(message.list_key, message.payload)
+
+
+def plan_get(pipe: Pipe, job_id: str) -> None:
+    pipe.hgetall(keys.job(job_id))
+
+
+def parse_record(raw: dict[Any, Any]) -> JobRecord | None:
+    return JobRecord.from_hash(raw) if raw else None
+
+
+def plan_progress(pipe: Pipe, job_id: str, progress: Progress) -> None:
+    pipe.hset(keys.job(job_id), "progress", progress.model_dump_json(exclude_none=True))
+
+
+def plan_succeeded(pipe: Pipe, job_id: str, queue: str, result: Any, *, result_ttl_s: int) -> None:
+    rkey = keys.job(job_id)
+    pipe.hset(
+        rkey,
+        mapping={
+            "state": JobState.SUCCEEDED.value,
+            "finished_at": str(now_s()),
+            "result": dumps(result),
+        },
+    )
+    pipe.hdel(rkey, "error")
+    pipe.expire(rkey, result_ttl_s)
+    pipe.zrem(keys.running(queue), job_id)
+
+
+def plan_retrying(
+    pipe: Pipe, job_id: str, queue: str, error: JobError, next_attempt_at: float
+) -> None:
+    pipe.hset(
+        keys.job(job_id),
+        mapping={
+            "state": JobState.RETRYING.value,
+            "error": error.model_dump_json(),
+            "eta": str(next_attempt_at),
+        },
+    )
+    pipe.zrem(keys.running(queue), job_id)
+
+
+def plan_failed(
+    pipe: Pipe,
+    job_id: str,
+    queue: str,
+    error: JobError,
+    *,
+    dead: bool,
+    result_ttl_s: int,
+    dead_letter_ttl_s: int,
+) -> None:
+    """Terminal failure; `dead` also files the job in its queue's dead letters."""
+    rkey = keys.job(job_id)
+    now = now_s()
+    state = JobState.DEAD if dead else JobState.FAILED
+    pipe.hset(
+        rkey,
+        mapping={"state": state.value, "finished_at": str(now), "error": error.model_dump_json()},
+    )
+    pipe.expire(rkey, max(result_ttl_s, dead_letter_ttl_s) if dead else result_ttl_s)
+    pipe.zrem(keys.running(queue), job_id)
+    if dead:
+        pipe.zadd(keys.dead_letters(queue), {job_id: now})
+
+
+def plan_requeued(pipe: Pipe, job_id: str, queue: str, error: JobError) -> None:
+    """The worker running the job was lost; the broker redelivers it."""
+    pipe.hset(
+        keys.job(job_id), mapping={"state": JobState.QUEUED.value, "error": error.model_dump_json()}
+    )
+    pipe.zrem(keys.running(queue), job_id)
+
+
+def plan_cancelled(pipe: Pipe, job_id: str, queue: str) -> None:
+    pipe.hset(
+        keys.job(job_id), mapping={"state": JobState.CANCELLED.value, "finished_at": str(now_s())}
+    )
+    pipe.zrem(keys.running(queue), job_id)
+    pipe.zrem(keys.SCHEDULED, job_id)
+    pipe.hdel(keys.SCHEDULED_MESSAGES, job_id)
+
+
+START_SCRIPT = """
+-- KEYS[1] job hash, KEYS[2] running zset; ARGV: now, worker, job id, ttl
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'missing', 0} end
+if state == 'cancelled' then return {'cancelled', 0} end
+if state == 'succeeded' then return {'succeeded', 0} end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'state', 'started', 'started_at', ARGV[1], 'worker', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
+return {state, attempts}
+"""
+"""Atomically mark a job started unless it was cancelled or already succeeded."""

@@ -1,0 +1,1 @@
+"""The worker: `jobyard worker --queue NAME`."""

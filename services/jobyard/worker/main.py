@@ -1,0 +1,75 @@
+"""`jobyard worker --queue NAME`: one Celery worker consuming exactly one queue."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery.signals import worker_ready, worker_shutdown
+
+from jobyard.core.celery_app import create_celery, worker_hostname
+from jobyard.core.config import JobyardConfig
+from jobyard.core.errors import UnknownQueueError
+from jobyard.core.redis import sync_client
+from jobyard.core.registry import Registry
+from jobyard.core.settings import Settings
+from jobyard.worker.heartbeat import Heartbeat, heartbeat_path
+
+log = logging.getLogger("jobyard.worker")
+
+
+def run_worker(
+    settings: Settings,
+    config: JobyardConfig,
+    registry: Registry,
+    queue_name: str,
+    *,
+    concurrency: int | None = None,
+    pool: str = "prefork",
+) -> None:
+    """Run until a shutdown signal; SIGTERM is a soft shutdown within the queue's grace."""
+    try:
+        queue = config.queue(queue_name)
+    except KeyError:
+        raise UnknownQueueError(queue_name, config.queue_names) from None
+    # SIGTERM (Kubernetes, KEDA scale-down) starts Celery's soft shutdown: running jobs get
+    # `shutdown_grace_s` to finish, then are requeued at once instead of waiting for the
+    # visibility timeout.
+    os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
+    import jobyard.worker.signals  # noqa: F401  (connects the handlers)
+
+    app = create_celery(settings, config, registry, queue=queue)
+    hostname = worker_hostname(queue.name)
+    beat = Heartbeat(
+        sync_client(settings.redis_url),
+        queue.name,
+        hostname,
+        heartbeat_path(settings.heartbeat_dir, queue.name),
+        settings.heartbeat_interval_s,
+    )
+
+    def _start_heartbeat(**_: Any) -> None:
+        beat.start()
+
+    def _stop_heartbeat(**_: Any) -> None:
+        beat.stop()
+
+    worker_ready.connect(_start_heartbeat, weak=False)
+    worker_shutdown.connect(_stop_heartbeat, weak=False)
+
+    worker = app.Worker(
+        hostname=hostname,
+        queues=[queue.name],
+        concurrency=concurrency or queue.concurrency,
+        pool=pool,
+        without_gossip=True,
+        without_mingle=True,
+        without_heartbeat=True,
+        loglevel=settings.log_level,
+        quiet=True,
+    )
+    worker.start()
+    code = worker.exitcode
+    if code:
+        raise SystemExit(code)

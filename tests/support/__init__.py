@@ -1,0 +1,1 @@
+"""Shared test helpers: real Redis servers and real jobyard processes."""
