@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,53 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+TEST_CONFIG = """
+queues:
+  - name: default
+    concurrency: 2
+    soft_time_limit_s: 5
+    time_limit_s: 8
+    shutdown_grace_s: 5
+  - name: emails
+    concurrency: 1
+    soft_time_limit_s: 5
+    time_limit_s: 8
+  - name: reports
+    concurrency: 1
+    soft_time_limit_s: 5
+    time_limit_s: 8
+broker:
+  max_retry_backoff_s: 5
+limits:
+  result_ttl_s: 3600
+"""
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    """A small config with short limits (tests may overwrite the file)."""
+    path = tmp_path / "jobyard.yaml"
+    path.write_text(TEST_CONFIG)
+    return path
+
+
+@pytest.fixture
+def spawn(tmp_path: Path, redis_url: str, config_path: Path) -> Iterator[Any]:
+    """`spawn("worker", "--queue", "default", env={...})` starts a real jobyard process."""
+    from tests.support.processes import Proc, jobyard_env
+
+    procs: list[Proc] = []
+
+    def _spawn(*args: str, env: dict[str, str] | None = None) -> Proc:
+        full_env = jobyard_env(
+            redis_url, config_path, JOBYARD_HEARTBEAT_DIR=str(tmp_path / "hb"), **(env or {})
+        )
+        proc = Proc(list(args), full_env, tmp_path / f"proc-{len(procs)}-{args[0]}.log")
+        procs.append(proc)
+        return proc
+
+    yield _spawn
+    for proc in procs:
+        proc.stop()

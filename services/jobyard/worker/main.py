@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
@@ -58,7 +59,7 @@ def run_worker(
     worker_ready.connect(_start_heartbeat, weak=False)
     worker_shutdown.connect(_stop_heartbeat, weak=False)
 
-    worker = app.Worker(
+    worker = _soft_shutdown_worker_class(app)(
         hostname=hostname,
         queues=[queue.name],
         concurrency=concurrency or queue.concurrency,
@@ -73,3 +74,29 @@ def run_worker(
     code = worker.exitcode
     if code:
         raise SystemExit(code)
+
+
+def _soft_shutdown_worker_class(app: Any) -> Any:
+    """Celery's Worker, with a soft shutdown that ends as soon as running jobs are done.
+
+    Celery sleeps the whole `worker_soft_shutdown_timeout` once any job is running (or
+    always, with `worker_enable_soft_shutdown_on_idle`); a KEDA scale-down then takes the
+    full grace even for a worker whose jobs took a second. This waits only while jobs run.
+    """
+    from celery.worker import state
+
+    class Worker(app.Worker):  # type: ignore[misc]
+        def wait_for_soft_shutdown(self) -> None:
+            timeout_s = float(self.app.conf.worker_soft_shutdown_timeout or 0)
+            if timeout_s <= 0 or not state.active_requests:
+                return
+            log.warning(
+                "soft shutdown: waiting up to %.0f s for %d running job(s)",
+                timeout_s,
+                len(state.active_requests),
+            )
+            deadline = time.monotonic() + timeout_s
+            while state.active_requests and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+    return Worker
