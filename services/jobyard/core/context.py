@@ -11,6 +11,7 @@ from jobyard.core.records import Progress
 if TYPE_CHECKING:
     import redis
 
+    from jobyard.core.config import JobyardConfig
     from jobyard.core.settings import Settings
 
 
@@ -26,6 +27,8 @@ class JobContext:
     max_attempts: int
     settings: Settings
     redis: redis.Redis
+    config: JobyardConfig
+    """The validated `jobyard.yaml` (queues, limits, broker)."""
 
     def progress(
         self, current: float, total: float | None = None, message: str | None = None

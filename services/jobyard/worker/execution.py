@@ -37,7 +37,17 @@ def queue_of(task: Task) -> str:
 
 
 def attempt_of(task: Task) -> int:
-    return int(task.request.retries or 0) + 1
+    """This run's attempt number (1-based).
+
+    Counted in the job record at every start, so a run that crashed its process (and was
+    redelivered without Celery counting a retry) still counts.
+    """
+    counted = getattr(task.request, "jobyard_attempts", None)
+    return int(counted) if counted else int(task.request.retries or 0) + 1
+
+
+class JobCrashedError(Exception):
+    """The job was delivered more times than its attempts allow: earlier runs were lost."""
 
 
 def make_task_fn(spec: JobSpec[Any]) -> Callable[..., Any]:
@@ -58,6 +68,14 @@ def execute(task: Task, spec: JobSpec[Any], kwargs: dict[str, Any]) -> Any:
         # Cancelled while queued, or a redelivery of a job that already succeeded.
         raise Ignore()
     attempt = attempt_of(task)
+    if attempt > spec.retry.max_attempts:
+        # Earlier deliveries died with their process (OOM kill, segfault, hard kill):
+        # stop redelivering a poison message and dead-letter it instead.
+        request.jobyard_outcome = "dead"
+        raise JobCrashedError(
+            f"job started {attempt} times but allows {spec.retry.max_attempts} attempt(s); "
+            "earlier runs were lost with their worker process (killed or crashed)"
+        )
     try:
         args = spec.validate_args(kwargs)
     except ValidationError as exc:
@@ -74,6 +92,7 @@ def execute(task: Task, spec: JobSpec[Any], kwargs: dict[str, Any]) -> Any:
         max_attempts=spec.retry.max_attempts,
         settings=settings,
         redis=sync_client(settings.redis_url),
+        config=task.app.jobyard_config,
     )
     try:
         return spec.fn(ctx, args)

@@ -49,7 +49,7 @@ def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **_: Any)
         script = _start_scripts[id(client)] = client.register_script(store.START_SCRIPT)
     queue = queue_of(task)
     now = time.time()
-    state, _attempts = script(
+    state, attempts = script(
         keys=[keys.job(task_id), keys.running(queue)],
         args=[now, socket.gethostname(), task_id],
     )
@@ -74,6 +74,7 @@ def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **_: Any)
         pipe.zadd(keys.recent(queue), {task_id: now})
         pipe.execute()
     task.request.jobyard_start = state
+    task.request.jobyard_attempts = int(attempts) or None
 
 
 def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
