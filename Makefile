@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# checkov pins packaging<24, which pytest 9 cannot share: it gets its own venv.
+CHECKOV := $(VENV)/tools/checkov/bin/checkov
 
 .PHONY: help install run test test-fast lint typecheck fmt clean
 
@@ -15,22 +17,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv with jobyard and the test tools
+$(CHECKOV):
+	$(PYTHON) -m venv $(VENV)/tools/checkov
+	$(VENV)/tools/checkov/bin/pip install --quiet 'checkov>=3.2,<4'
+
+install: $(STAMP) $(CHECKOV)  ## create .venv with jobyard and the test tools
 
 run: $(STAMP)  ## the local stack: embedded Redis, API on :8000, a worker per queue, beat
 	JOBYARD_CONFIG=$${JOBYARD_CONFIG:-jobyard.yaml} $(BIN)/jobyard dev
 
-test: $(STAMP)  ## every test (unit, integration, chart, monitoring, e2e) against real services
+test: $(STAMP) $(CHECKOV)  ## every test (unit, integration, chart, monitoring, e2e) against real services
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)  ## ruff and mypy --strict on services/
-	$(BIN)/ruff check services tests
-	$(BIN)/ruff format --check services tests
+	$(BIN)/ruff check services tests deploy/monitoring
+	$(BIN)/ruff format --check services tests deploy/monitoring
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format services tests
-	$(BIN)/ruff check --fix services tests
+	$(BIN)/ruff format services tests deploy/monitoring
+	$(BIN)/ruff check --fix services tests deploy/monitoring
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

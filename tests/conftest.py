@@ -77,9 +77,13 @@ def spawn(tmp_path: Path, redis_url: str, config_path: Path) -> Iterator[Any]:
     procs: list[Proc] = []
 
     def _spawn(*args: str, env: dict[str, str] | None = None) -> Proc:
-        full_env = jobyard_env(
-            redis_url, config_path, JOBYARD_HEARTBEAT_DIR=str(tmp_path / "hb"), **(env or {})
-        )
+        # Metrics ports off unless a test asks: parallel runs would fight over 9808/9809.
+        defaults = {
+            "JOBYARD_HEARTBEAT_DIR": str(tmp_path / "hb"),
+            "JOBYARD_WORKER_METRICS_PORT": "0",
+            "JOBYARD_BEAT_METRICS_PORT": "0",
+        }
+        full_env = jobyard_env(redis_url, config_path, **{**defaults, **(env or {})})
         proc = Proc(list(args), full_env, tmp_path / f"proc-{len(procs)}-{args[0]}.log")
         procs.append(proc)
         return proc

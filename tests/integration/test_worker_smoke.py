@@ -23,7 +23,7 @@ def test_noop_runs_and_its_record_succeeds(
     rt = bootstrap({"JOBYARD_REDIS_URL": redis_url, "JOBYARD_CONFIG": str(config_path)})
     app = create_celery(rt.settings, rt.config, rt.registry)
     worker = spawn("worker", "--queue", "default")
-    worker.wait_for_log("ready")
+    worker.wait_for_log(" ready.")
     ids = []
     for priority in (0, 5, 9):
         job = prepare(

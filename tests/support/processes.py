@@ -22,6 +22,9 @@ def jobyard_env(redis_url: str, config_path: Path, **extra: str) -> dict[str, st
         JOBYARD_REDIS_URL=redis_url,
         JOBYARD_CONFIG=str(config_path),
         JOBYARD_LOG_LEVEL="INFO",
+        # Tests run many workers and beats at once: /metrics only where a test asks.
+        JOBYARD_WORKER_METRICS_PORT="0",
+        JOBYARD_BEAT_METRICS_PORT="0",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

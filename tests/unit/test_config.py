@@ -65,7 +65,8 @@ def test_minimal_config_gets_documented_defaults() -> None:
         ),
         (
             MINIMAL + "broker:\n  visibility_timeout_s: 100\n",
-            "broker.visibility_timeout_s (100) must exceed the longest queue time_limit_s (360)",
+            "broker.visibility_timeout_s (100) must exceed the longest queue time_limit_s plus "
+            "broker.max_retry_backoff_s (960)",
         ),
         (
             MINIMAL + "broker:\n  priority_steps: [3, 6]\n",

@@ -139,7 +139,7 @@ class BrokerConfig(_Strict):
 
     priority_steps: tuple[int, ...] = KOMBU_PRIORITY_STEPS
     """kombu's priority steps: one Redis list per step per queue (transport-wide)."""
-    visibility_timeout_s: Annotated[float, Field(ge=10)] | None = None
+    visibility_timeout_s: Annotated[float, Field(ge=1)] | None = None
     """Unacked messages older than this are redelivered. Default: the longest hard time
     limit plus the longest retry backoff plus 60 s."""
     max_retry_backoff_s: Annotated[float, Field(ge=1, le=3600)] = 600
@@ -154,6 +154,42 @@ class BrokerConfig(_Strict):
         return value
 
 
+class BeatConfig(_Strict):
+    """The scheduler: its leadership lease and how often it works.
+
+    One beat leads at a time (a Redis lease). The leader renews the lease every tick; a
+    standby tries to take it every tick, so a leader that dies is replaced at most
+    `lease_ttl_s + tick_s` later, and one that shuts down cleanly within one tick.
+    """
+
+    lease_ttl_s: Annotated[float, Field(ge=1, le=300)] = 10
+    """How long the leader's lease lives unrenewed: the longest a dead leader blocks a
+    standby."""
+    tick_s: Annotated[float, Field(ge=0.05, le=60)] = 1
+    """How often beat renews or tries the lease, sends due schedules and moves due delayed
+    jobs to their queues. At most a third of `lease_ttl_s`."""
+    restore_interval_s: Annotated[float, Field(ge=0.1, le=3600)] = 10
+    """How often the leader puts messages left unacknowledged longer than the visibility
+    timeout back in their queue (no worker does it for a queue scaled to zero)."""
+    missed_grace_s: Annotated[float, Field(gt=0, le=86_400)] = 60
+    """A run due less than this long ago is on time; an older one was missed and the
+    schedule's `missed` policy decides. At least twice `tick_s`."""
+
+    @model_validator(mode="after")
+    def _tick_fits_lease(self) -> BeatConfig:
+        if self.tick_s * 3 > self.lease_ttl_s:
+            raise ValueError(
+                f"tick_s ({self.tick_s:g}) must be at most a third of lease_ttl_s "
+                f"({self.lease_ttl_s:g}) so the leader renews its lease before it expires"
+            )
+        if self.missed_grace_s < 2 * self.tick_s:
+            raise ValueError(
+                f"missed_grace_s ({self.missed_grace_s:g}) must be at least twice tick_s "
+                f"({self.tick_s:g}), or runs sent on time would count as missed"
+            )
+        return self
+
+
 class JobyardConfig(_Strict):
     """The whole `jobyard.yaml`."""
 
@@ -161,6 +197,7 @@ class JobyardConfig(_Strict):
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    beat: BeatConfig = Field(default_factory=BeatConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> JobyardConfig:
@@ -179,10 +216,12 @@ class JobyardConfig(_Strict):
                     f"configured queues: {', '.join(names)}"
                 )
         vt = self.broker.visibility_timeout_s
-        if vt is not None and vt <= self.longest_time_limit_s:
+        floor = self.longest_time_limit_s + self.broker.max_retry_backoff_s
+        if vt is not None and vt <= floor:
             raise ValueError(
                 f"broker.visibility_timeout_s ({vt:g}) must exceed the longest queue "
-                f"time_limit_s ({self.longest_time_limit_s:g}), or running jobs are delivered twice"
+                f"time_limit_s plus broker.max_retry_backoff_s ({floor:g}): running jobs and "
+                "retries waiting for their countdown sit in `unacked` and would be delivered twice"
             )
         return self
 

@@ -44,6 +44,13 @@ class JobContext:
         """True once someone asked to cancel this running job; stop cooperatively."""
         return self.redis.hget(keys.job(self.job_id), "cancel_requested") == b"1"
 
+    def raise_if_cancelled(self, message: str = "cancelled while running") -> None:
+        """Raise :class:`~jobyard.core.registry.JobCancelled` once cancellation was asked for."""
+        if self.cancel_requested():
+            from jobyard.core.registry import JobCancelled
+
+            raise JobCancelled(message)
+
     @property
     def is_last_attempt(self) -> bool:
         return self.attempt >= self.max_attempts

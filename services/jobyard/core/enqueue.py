@@ -10,10 +10,11 @@ from celery import Celery
 
 from jobyard.core.config import JobyardConfig
 from jobyard.core.errors import UnknownQueueError
-from jobyard.core.messages import BuiltMessage, build_message
+from jobyard.core.messages import ENQUEUED_AT_HEADER, ETA_HEADER, BuiltMessage, build_message
 from jobyard.core.records import JobRecord, JobState
 from jobyard.core.registry import Registry
 from jobyard.core.store import now_s
+from jobyard.observability.tracing import trace_headers, trace_id_from_traceparent
 
 
 class EnqueueError(ValueError):
@@ -40,6 +41,11 @@ class EnqueueRequest:
     workflow_id: str | None = None
     trace_id: str | None = None
     headers: dict[str, Any] = field(default_factory=dict)
+    root_id: str | None = None
+    parent_id: str | None = None
+    group_id: str | None = None
+    chain: list[dict[str, Any]] | None = None
+    """Celery canvas fields of a workflow member's message (see `core.workflows`)."""
 
 
 @dataclass
@@ -84,7 +90,8 @@ def prepare(
     if eta is not None:
         if eta - t > config.limits.max_delay_s:
             raise EnqueueError(
-                "eta", f"a job may be scheduled at most {config.limits.max_delay_s} s ahead"
+                "eta" if req.eta is not None else "delay_s",
+                f"a job may be scheduled at most {config.limits.max_delay_s} s ahead",
             )
         if eta <= t:
             eta = None
@@ -92,6 +99,8 @@ def prepare(
     soft = spec.soft_time_limit_s or queue.soft_time_limit_s
     hard = spec.time_limit_s or queue.time_limit_s
     payload_args = args.model_dump(mode="json")
+    # The current span (the API request, a beat tick, a running job) continues in the run.
+    tracing = trace_headers()
     record = JobRecord(
         id=job_id,
         task=spec.name,
@@ -104,9 +113,11 @@ def prepare(
         eta=eta,
         idempotency_key=req.idempotency_key,
         workflow_id=req.workflow_id,
-        trace_id=req.trace_id,
+        trace_id=req.trace_id or trace_id_from_traceparent(tracing.get("traceparent")),
     )
-    headers = {"jobyard_enqueued_at": t, **req.headers}
+    headers: dict[str, Any] = {ENQUEUED_AT_HEADER: t, **tracing, **req.headers}
+    if eta is not None:
+        headers[ETA_HEADER] = eta
     message = build_message(
         app,
         task_id=job_id,
@@ -118,5 +129,9 @@ def prepare(
         headers=headers,
         soft_time_limit_s=soft,
         time_limit_s=hard,
+        root_id=req.root_id,
+        parent_id=req.parent_id,
+        group_id=req.group_id,
+        chain=req.chain,
     )
     return PreparedJob(record, message)

@@ -41,11 +41,16 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """One readable message per field: where, what was given, what is allowed."""
+def format_validation_error(
+    exc: ValidationError, source: str, *, loc_prefix: tuple[int | str, ...] = ()
+) -> str:
+    """One readable message per field: where, what was given, what is allowed.
+
+    `loc_prefix` places the model inside a larger document (e.g. `("schedules", 0, "args")`).
+    """
     lines = []
     for err in exc.errors(include_url=False):
-        where = _loc(tuple(err["loc"]))
+        where = _loc(loc_prefix + tuple(err["loc"]))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling)"

@@ -78,7 +78,11 @@ BEAT_LAST_TICK = f"{PREFIX}beat:tick"
 
 
 def schedule_last_run(name: str) -> str:
-    """String: unix time of the schedule's last sent run."""
+    """String: due time (unix seconds, `repr` of a float) of the last run beat dealt with.
+
+    Sent or skipped (beat stores the run's due time, not when it sent it); for a cron
+    schedule never run, the time beat first saw it (its first run is the next fire time).
+    """
     return f"{PREFIX}schedule:{name}:last"
 
 

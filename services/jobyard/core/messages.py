@@ -19,6 +19,11 @@ from celery import Celery
 
 from jobyard.core import keys
 
+ENQUEUED_AT_HEADER = "jobyard_enqueued_at"
+"""Message header with the unix time the job was enqueued (the oldest-job-age source)."""
+ETA_HEADER = "jobyard_eta"
+"""Message header of a delayed job: the unix time it became due (queue wait starts there)."""
+
 
 @dataclass(frozen=True)
 class BuiltMessage:

@@ -31,7 +31,13 @@ A = TypeVar("A", bound=BaseModel)
 
 TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
-BUILTIN_MODULES = ("jobyard.jobs.noop",)
+BUILTIN_MODULES = (
+    "jobyard.jobs.noop",
+    "jobyard.jobs.webhook",
+    "jobyard.jobs.email",
+    "jobyard.jobs.report",
+    "jobyard.jobs.maintenance",
+)
 """Built-in job modules, imported before the user's `JOBYARD_JOB_MODULES`."""
 
 
@@ -48,6 +54,13 @@ class RetryableError(Exception):
 
 class PermanentError(Exception):
     """Raise from a job to fail it now, without retrying."""
+
+
+class JobCancelled(Exception):  # noqa: N818 - reads as what happened: `raise JobCancelled()`
+    """Raise from a job that stops because someone cancelled it (see `ctx.cancel_requested`).
+
+    The job ends in state `cancelled`, is not retried and is not dead-lettered.
+    """
 
 
 @dataclass(frozen=True)

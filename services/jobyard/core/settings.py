@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9808
     """Port of a worker's `/metrics` (0 disables it)."""
+    beat_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9809
+    """Port of beat's `/metrics` (0 disables it)."""
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - Prometheus scrapes pods from outside
+    """Address the worker and beat `/metrics` servers listen on."""
 
     @field_validator("job_modules", "api_tokens", "admin_tokens", mode="before")
     @classmethod

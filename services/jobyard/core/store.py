@@ -137,3 +137,19 @@ redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
 return {state, attempts}
 """
 """Atomically mark a job started unless it was cancelled or already succeeded."""
+
+
+GIVE_BACK_SCRIPT = """
+-- KEYS[1] job hash, KEYS[2] running zset; ARGV: job id, error JSON
+if redis.call('HGET', KEYS[1], 'state') ~= 'started' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'error', ARGV[2])
+if tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > 0 then
+  redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+"""A worker shutting down gives a running job back to its queue: the record says queued
+again, and this start does not count as an attempt (the job did not fail: its worker was
+scaled down). Only a record that still says `started` changes, so a job that finished
+meanwhile keeps its outcome. Returns 1 if the record changed."""

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from jobyard.core.context import JobContext
 from jobyard.core.redis import sync_client
-from jobyard.core.registry import JobSpec, PermanentError, RetryableError
+from jobyard.core.registry import JobCancelled, JobSpec, PermanentError, RetryableError
 
 
 class JobArgumentsError(PermanentError):
@@ -97,6 +97,9 @@ def execute(task: Task, spec: JobSpec[Any], kwargs: dict[str, Any]) -> Any:
     try:
         return spec.fn(ctx, args)
     except (Ignore, Retry):
+        raise
+    except JobCancelled:
+        request.jobyard_outcome = "cancelled"
         raise
     except SoftTimeLimitExceeded as exc:
         request.jobyard_outcome = "failed"

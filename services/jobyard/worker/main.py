@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
@@ -15,7 +14,17 @@ from jobyard.core.errors import UnknownQueueError
 from jobyard.core.redis import sync_client
 from jobyard.core.registry import Registry
 from jobyard.core.settings import Settings
+from jobyard.observability import metrics
+from jobyard.observability.exposition import stop_metrics_server
+from jobyard.observability.logging import configure_logging
 from jobyard.worker.heartbeat import Heartbeat, heartbeat_path
+from jobyard.worker.metrics_server import (
+    prepare_metrics_dir,
+    remove_metrics_dir,
+    start_worker_metrics_server,
+)
+from jobyard.worker.pool import PreforkPool
+from jobyard.worker.shutdown import soft_shutdown_worker_class
 
 log = logging.getLogger("jobyard.worker")
 
@@ -34,11 +43,20 @@ def run_worker(
         queue = config.queue(queue_name)
     except KeyError:
         raise UnknownQueueError(queue_name, config.queue_names) from None
-    # SIGTERM (Kubernetes, KEDA scale-down) starts Celery's soft shutdown: running jobs get
-    # `shutdown_grace_s` to finish, then are requeued at once instead of waiting for the
-    # visibility timeout.
+    # SIGTERM (Kubernetes, KEDA scale-down): running jobs get `shutdown_grace_s` to finish,
+    # then are requeued at once instead of waiting for the visibility timeout
+    # (`jobyard.worker.shutdown`). With the remap, prefork children ignore SIGTERM and
+    # Celery's cold shutdown stops them with SIGQUIT.
     os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
+    configure_logging(settings, "worker")
+    # Before any metric exists: this process and its prefork children write their values
+    # to files in this directory, merged by the /metrics server.
+    metrics_dir = prepare_metrics_dir(settings, queue.name)
     import jobyard.worker.signals  # noqa: F401  (connects the handlers)
+
+    metrics.set_build_info("worker")
+    metrics.set_worker_info(queue.name)
+    metrics_server = start_worker_metrics_server(settings, metrics_dir)
 
     app = create_celery(settings, config, registry, queue=queue)
     hostname = worker_hostname(queue.name)
@@ -59,44 +77,22 @@ def run_worker(
     worker_ready.connect(_start_heartbeat, weak=False)
     worker_shutdown.connect(_stop_heartbeat, weak=False)
 
-    worker = _soft_shutdown_worker_class(app)(
+    worker = soft_shutdown_worker_class(app)(
         hostname=hostname,
         queues=[queue.name],
         concurrency=concurrency or queue.concurrency,
-        pool=pool,
+        pool=PreforkPool if pool == "prefork" else pool,
         without_gossip=True,
         without_mingle=True,
         without_heartbeat=True,
         loglevel=settings.log_level,
         quiet=True,
     )
-    worker.start()
+    try:
+        worker.start()
+    finally:
+        stop_metrics_server(metrics_server)
+        remove_metrics_dir(metrics_dir)
     code = worker.exitcode
     if code:
         raise SystemExit(code)
-
-
-def _soft_shutdown_worker_class(app: Any) -> Any:
-    """Celery's Worker, with a soft shutdown that ends as soon as running jobs are done.
-
-    Celery sleeps the whole `worker_soft_shutdown_timeout` once any job is running (or
-    always, with `worker_enable_soft_shutdown_on_idle`); a KEDA scale-down then takes the
-    full grace even for a worker whose jobs took a second. This waits only while jobs run.
-    """
-    from celery.worker import state
-
-    class Worker(app.Worker):  # type: ignore[misc]
-        def wait_for_soft_shutdown(self) -> None:
-            timeout_s = float(self.app.conf.worker_soft_shutdown_timeout or 0)
-            if timeout_s <= 0 or not state.active_requests:
-                return
-            log.warning(
-                "soft shutdown: waiting up to %.0f s for %d running job(s)",
-                timeout_s,
-                len(state.active_requests),
-            )
-            deadline = time.monotonic() + timeout_s
-            while state.active_requests and time.monotonic() < deadline:
-                time.sleep(0.1)
-
-    return Worker

@@ -1,5 +1,9 @@
-"""Celery signal handlers, one module per concern; importing this connects them all."""
+"""Celery signal handlers, one module per concern; importing this connects them all.
 
-from jobyard.worker.signals import records
+`records` connects before the others (they import it): they read what its `task_prerun`
+handler leaves on the request (`jobyard_start`, `jobyard_attempts`).
+"""
 
-__all__ = ["records"]
+from jobyard.worker.signals import logs, metrics, records, tracing
+
+__all__ = ["logs", "metrics", "records", "tracing"]

@@ -119,16 +119,42 @@ def on_failure(
     else:
         outcome = getattr(sender.request, "jobyard_outcome", None)
         result_ttl_s, dead_ttl_s = _limits(sender)
-        store.plan_failed(
-            pipe,
-            task_id,
-            queue,
-            _error(exception),
-            dead=outcome == "dead",
-            result_ttl_s=result_ttl_s,
-            dead_letter_ttl_s=dead_ttl_s,
-        )
+        if outcome == "cancelled":
+            store.plan_cancelled(pipe, task_id, queue)
+            pipe.hset(keys.job(task_id), "error", _error(exception).model_dump_json())
+        else:
+            store.plan_failed(
+                pipe,
+                task_id,
+                queue,
+                _error(exception),
+                dead=outcome == "dead",
+                result_ttl_s=result_ttl_s,
+                dead_letter_ttl_s=dead_ttl_s,
+            )
+        if sender.request.id == task_id:
+            _stop_rest_of_chain(pipe, sender.request, task_id, outcome or "failed")
     pipe.execute()
+
+
+def _stop_rest_of_chain(pipe: Any, request: Any, task_id: str, outcome: str) -> None:
+    """A chain stops at a job that ends without success: its later jobs will never be
+    published, so their records say so instead of staying `queued` forever."""
+    error = JobError(
+        type="ChainStopped",
+        message=f"not run: job {task_id} earlier in its chain ended {outcome}",
+    )
+    for sig in getattr(request, "chain", None) or ():
+        later_id = (sig.get("options") or {}).get("task_id") if isinstance(sig, dict) else None
+        if later_id:
+            pipe.hset(
+                keys.job(later_id),
+                mapping={
+                    "state": JobState.CANCELLED.value,
+                    "finished_at": str(time.time()),
+                    "error": error.model_dump_json(),
+                },
+            )
 
 
 task_prerun.connect(on_prerun, dispatch_uid="jobyard.records.prerun")

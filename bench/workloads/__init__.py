@@ -1,0 +1,1 @@
+"""The four workloads: drain, latency, HTTP enqueue, scale."""

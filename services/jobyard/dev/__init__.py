@@ -1,0 +1,1 @@
+"""`jobyard dev`: the whole stack on a laptop (embedded Redis, API, a worker per queue, beat)."""

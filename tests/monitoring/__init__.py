@@ -1,0 +1,1 @@
+"""Tests of the monitoring as code: alert rules, promtool tests, dashboards, runbooks."""

@@ -1,0 +1,51 @@
+"""The built-in jobs as the registry (and so `GET /v1/tasks`) shows them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobyard.core.config import load_config
+from jobyard.core.registry import PermanentError, RetryableError, check_queues, load_job_modules
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BUILTINS = {
+    # name: (queue, max_attempts, idempotent)
+    "webhook.deliver": ("default", 8, True),
+    "email.send": ("emails", 6, True),
+    "report.export": ("reports", 3, True),
+    "maintenance.cleanup": ("default", 3, False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+def test_builtin_is_registered_as_documented(name: str) -> None:
+    spec = load_job_modules([]).get(name)
+    queue, max_attempts, idempotent = BUILTINS[name]
+    assert (spec.queue, spec.retry.max_attempts, spec.idempotent) == (
+        queue,
+        max_attempts,
+        idempotent,
+    )
+    assert spec.description
+    assert not spec.retry.should_retry(PermanentError("x"), 1)
+    assert spec.retry.should_retry(RetryableError("x"), 1)
+    assert not spec.retry.should_retry(RetryableError("x"), max_attempts)
+    # A bug (an unexpected exception type) is not retried over and over.
+    assert not spec.retry.should_retry(KeyError("x"), 1)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+def test_argument_schema_is_strict_and_every_field_is_described(name: str) -> None:
+    schema = load_job_modules([]).get(name).args_model.model_json_schema()
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]
+    undocumented = [p for p, s in schema["properties"].items() if not s.get("description")]
+    assert undocumented == []
+
+
+def test_sample_config_has_every_builtin_queue() -> None:
+    config = load_config(ROOT / "jobyard.yaml")
+    check_queues(load_job_modules([]), config.queue_names)
