@@ -37,7 +37,7 @@ def run_jobs(
         "default",
         env={"JOBYARD_JOB_MODULES": OBS_JOBS, "JOBYARD_WORKER_METRICS_PORT": "0", **env},
     )
-    worker.wait_for_log("ready")
+    worker.wait_for_log(" ready.")
     ids = {task: producer.enqueue(task) for task in tasks}
     wait_until(
         lambda: all(client.hget(keys.job(i), "state") in TERMINAL for i in ids.values()),

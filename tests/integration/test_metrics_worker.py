@@ -45,7 +45,7 @@ def start_worker(spawn: Any, port: int, **env: str) -> Any:
         "default",
         env={"JOBYARD_JOB_MODULES": OBS_JOBS, "JOBYARD_WORKER_METRICS_PORT": str(port), **env},
     )
-    worker.wait_for_log("ready")
+    worker.wait_for_log(" ready.")
     return worker
 
 
@@ -93,8 +93,17 @@ def test_outcomes_durations_and_waits_are_counted_exactly(
     got = {
         (dict(labels)["task"], dict(labels)["outcome"]): v
         for labels, v in series(parsed, "jobyard_jobs_finished_total").items()
+        if v
     }
     assert got == expected
+    # Every outcome of every job whose default queue is `default` exists from the start
+    # (at 0 until it happens), so rate() sees the first increase.
+    zeros = {
+        (dict(labels)["task"], dict(labels)["outcome"])
+        for labels, v in series(parsed, "jobyard_jobs_finished_total").items()
+        if v == 0
+    }
+    assert ("jobyard.noop", "dead") in zeros and ("obs.ok", "failed") in zeros
     runs = {"obs.ok": 3, "obs.flaky": 2, "obs.doomed": 2, "obs.broken": 1, "obs.stubborn": 1}
     for task, n in runs.items():
         assert (
@@ -230,7 +239,7 @@ def test_metrics_port_zero_serves_nothing(spawn: Any, config_path: Path) -> None
         "default",
         env={"JOBYARD_JOB_MODULES": OBS_JOBS, "JOBYARD_WORKER_METRICS_PORT": "0"},
     )
-    worker.wait_for_log("ready")
+    worker.wait_for_log(" ready.")
     assert try_scrape(f"http://127.0.0.1:{port}/metrics") is None
 
 

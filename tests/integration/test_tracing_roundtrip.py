@@ -73,7 +73,7 @@ def test_worker_run_span_continues_the_api_request_trace(
     env = otel_env(receiver)
     base = start_api(spawn, env)
     worker = spawn("worker", "--queue", "default", env=env)
-    worker.wait_for_log("ready")
+    worker.wait_for_log(" ready.")
     created = httpx.post(f"{base}/v1/jobs", json={"task": "obs.ok"}, timeout=5)
     assert created.status_code == 201, created.text
     job = created.json()
@@ -131,7 +131,7 @@ def test_recycled_children_flush_their_spans(
     env = otel_env(receiver, delay_ms=60_000)
     base = start_api(spawn, {**env, "OTEL_BSP_SCHEDULE_DELAY": "100"})
     worker = spawn("worker", "--queue", "default", env=env)
-    worker.wait_for_log("ready")
+    worker.wait_for_log(" ready.")
     ids = []
     for _ in range(3):
         created = httpx.post(f"{base}/v1/jobs", json={"task": "obs.ok"}, timeout=5)

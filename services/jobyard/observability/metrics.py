@@ -304,6 +304,19 @@ def set_build_info(component: str) -> None:
     build_info().labels(version=__version__, component=component).set(1)
 
 
+def init_job_outcomes(queue: str, tasks: Iterable[str]) -> None:
+    """Create every outcome series of `tasks` on `queue` at 0 when a worker starts.
+
+    A counter series that first appears at 1 hides its first increase from `rate()` and
+    `increase()`; on queues that scale to zero every burst starts on fresh pods, so without
+    this, throughput and failure ratios would undercount.
+    """
+    counter = jobs_finished()
+    for task in tasks:
+        for outcome in OUTCOMES:
+            counter.labels(queue=queue, task=task, outcome=outcome)
+
+
 def set_worker_info(queue: str) -> None:
     """Export `jobyard_worker_info{queue,version} 1` from a worker's main process."""
     worker_info().labels(queue=queue, version=__version__).set(1)

@@ -53,9 +53,15 @@ def run_worker(
     # to files in this directory, merged by the /metrics server.
     metrics_dir = prepare_metrics_dir(settings, queue.name)
     import jobyard.worker.signals  # noqa: F401  (connects the handlers)
+    from jobyard.worker import delivery
+
+    delivery.install()
 
     metrics.set_build_info("worker")
     metrics.set_worker_info(queue.name)
+    metrics.init_job_outcomes(
+        queue.name, [spec.name for spec in registry.specs() if spec.queue == queue.name]
+    )
     metrics_server = start_worker_metrics_server(settings, metrics_dir)
 
     app = create_celery(settings, config, registry, queue=queue)
