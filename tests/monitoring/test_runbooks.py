@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -99,10 +100,73 @@ _SELECTOR = re.compile(r"-l (\S+)")
 KEDA_ANNOTATIONS = ("autoscaling.keda.sh/paused", "autoscaling.keda.sh/paused-replicas")
 
 
+PLUGIN = "kubectl jobyard"
+PLUGIN_PREFIX = 'kubectl jobyard -n "$NS" -r "$RELEASE" '
+
+
+def _blocks(text: str) -> list[str]:
+    """The page's fenced code blocks."""
+    return re.findall(r"^\s*```[^\n]*\n(.*?)^\s*```", text, flags=re.S | re.M)
+
+
+def _plugin_args(line: str) -> list[str]:
+    """A runbook's plugin command line as the plugin receives it, placeholders filled."""
+    words = shlex.split(line.split(" #", 1)[0], posix=True)
+    assert words[:2] == ["kubectl", "jobyard"], line
+    filled = {"$NS": "jobs", "$RELEASE": "jobyard", "$QUEUE": "default", "<job-id>": "0" * 8}
+    return [filled.get(w, w) for w in words[2:]]
+
+
+def _parse_plugin_command(args: list[str]) -> str:
+    """Parse `args` with the plugin's real click group (no cluster): the command's name."""
+    import click
+
+    from jobyard.kubectl.cli import cli
+
+    takes_value = {
+        opt for p in cli.params if isinstance(p, click.Option) and not p.is_flag for opt in p.opts
+    }
+    at = 0
+    while at < len(args) and args[at].startswith("-"):
+        at += 2 if args[at] in takes_value else 1
+    if at >= len(args) or args[at] not in cli.commands:
+        raise click.UsageError(f"no plugin command in {args}")
+    name = args[at]
+    with (
+        cli.make_context("kubectl jobyard", args[: at + 1]) as ctx,
+        cli.commands[name].make_context(name, args[at + 1 :], parent=ctx),
+    ):
+        return name
+
+
+@pytest.mark.parametrize("path", sorted(RUNBOOKS_DIR.glob("*.md")), ids=lambda p: p.name)
+def test_plugin_commands_parse_and_keep_the_raw_kubectl_beside_them(path: Path) -> None:
+    """Every `kubectl jobyard` line in a code block names the namespace and release, is a
+    valid plugin command, and its block also shows the raw kubectl equivalent."""
+    for block in _blocks(path.read_text(encoding="utf-8")):
+        lines = [line.strip() for line in block.splitlines()]
+        plugin = [line for line in lines if line.startswith(f"{PLUGIN} ")]
+        if not plugin:
+            continue
+        assert any(line.startswith('kubectl -n "$NS" ') for line in lines), (path.name, block)
+        for line in plugin:
+            assert line.startswith(PLUGIN_PREFIX), f"{path.name}: {line}"
+            args = _plugin_args(line)
+            assert _parse_plugin_command(args) in args, line
+
+
+def test_plugin_parser_rejects_a_bad_command() -> None:
+    import click
+
+    with pytest.raises(click.UsageError):
+        _parse_plugin_command(["-n", "jobs", "pause", "default", "--replicas", "N"])
+    with pytest.raises(click.UsageError):
+        _parse_plugin_command(["-n", "jobs", "pasue", "default"])
+
+
 @pytest.mark.parametrize("path", sorted(RUNBOOKS_DIR.glob("*.md")), ids=lambda p: p.name)
 def test_commands_use_the_chart_object_names_and_labels(path: Path) -> None:
     code = _code(path.read_text(encoding="utf-8"))
-    assert "kubectl jobyard" not in code  # the plugin does not exist yet
     for name in _DEPLOYMENT.findall(code):
         assert name in ("api", "beat", "worker-$QUEUE", "redis"), f"{path.name}: $FULLNAME-{name}"
     for kind, name in re.findall(r"(scaledobject|hpa) \"([^\"]+)\"", code):
@@ -120,5 +184,7 @@ def test_commands_use_the_chart_object_names_and_labels(path: Path) -> None:
     for annotation in re.findall(r"autoscaling\.keda\.sh/[\w-]+", code):
         assert annotation.removesuffix("-") in KEDA_ANNOTATIONS, annotation
     for line in code.splitlines():
+        if line in (PLUGIN, "kubectl plugin list") or line.startswith(f"{PLUGIN} "):
+            continue  # test_plugin_commands_parse_and_keep_the_raw_kubectl_beside_them
         if line.startswith("kubectl ") and "-n keda" not in line:
             assert line.startswith('kubectl -n "$NS" '), f"{path.name}: {line}"

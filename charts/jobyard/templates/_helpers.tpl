@@ -146,3 +146,16 @@ monitoring.prometheusRule.grafanaBaseUrl when that is set. */}}
 {{- define "jobyard.defaultGrafanaBaseUrl" -}}
 https://grafana.example.com
 {{- end -}}
+
+{{/*
+Name of a `kubectl jobyard` role (read-only | operator). ClusterRoles are cluster-wide, so
+theirs carry the namespace too. Call: include "jobyard.kubectlRoleName" (list $ "operator")
+*/}}
+{{- define "jobyard.kubectlRoleName" -}}
+{{- $ctx := index . 0 -}}
+{{- if eq $ctx.Values.kubectlPlugin.rbac.scope "cluster" -}}
+{{- printf "%s-%s-kubectl-%s" $ctx.Release.Namespace (include "jobyard.fullname" $ctx) (index . 1) -}}
+{{- else -}}
+{{- include "jobyard.componentName" (list $ctx (printf "kubectl-%s" (index . 1))) -}}
+{{- end -}}
+{{- end -}}

@@ -4,6 +4,10 @@ When `JOBYARD_API_TOKENS` is set, every endpoint but health, metrics and docs ne
 `Authorization: Bearer <token>`; when `JOBYARD_ADMIN_TOKENS` is set, write endpoints
 (POST, DELETE) need one of those (an admin token passes read checks too). No token: 401
 with `WWW-Authenticate: Bearer`; a wrong one: 403. Tokens are compared in constant time.
+
+Behind the Kubernetes API server's service proxy (`kubectl jobyard`), which removes the
+`Authorization` header it authenticated the operator with, the token comes in
+`X-Jobyard-Token` instead (used only when `Authorization` is absent).
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ bearer = HTTPBearer(
 
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
+PROXY_TOKEN_HEADER = "X-Jobyard-Token"  # noqa: S105 (a header name)
+"""The bare token, for clients behind a proxy that consumes `Authorization`."""
+
 
 def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
@@ -41,8 +48,11 @@ def token_in(token: str, allowed: list[SecretStr]) -> bool:
     return found
 
 
-def _token(credentials: HTTPAuthorizationCredentials | None) -> str:
+def _token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None:
+        proxied = request.headers.get(PROXY_TOKEN_HEADER, "").strip()
+        if proxied:
+            return proxied
         raise ProblemError(
             401,
             "unauthenticated",
@@ -62,7 +72,7 @@ async def require_read(request: Request, credentials: Credentials) -> None:
     settings = _runtime(request).settings
     if not settings.api_tokens:
         return
-    token = _token(credentials)
+    token = _token(request, credentials)
     if token_in(token, settings.api_tokens) | token_in(token, settings.admin_tokens):
         return
     raise _forbidden("the bearer token is not valid")
@@ -74,7 +84,7 @@ async def require_write(request: Request, credentials: Credentials) -> None:
     if not settings.admin_tokens:
         await require_read(request, credentials)
         return
-    token = _token(credentials)
+    token = _token(request, credentials)
     if token_in(token, settings.admin_tokens):
         return
     if token_in(token, settings.api_tokens):

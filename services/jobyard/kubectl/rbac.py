@@ -109,7 +109,7 @@ def markdown_table() -> str:
     """The table the docs show: command, then what it needs."""
     lines = ["| command | needs |", "|---|---|"]
     for command, permissions in REQUIRED_RBAC.items():
-        needs = ", ".join(f"`{p}`" for p in sorted(set(permissions)))
+        needs = ", ".join(f"`{p}`" for p in dict.fromkeys(permissions))
         lines.append(f"| `kubectl jobyard {command}` | {needs} |")
     for permission, why in OPTIONAL_RBAC.items():
         lines.append(f"| optional | `{permission}`: {why} |")
