@@ -18,19 +18,39 @@ ALL_SYSTEMS = [*SYSTEMS, "flower"]
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     profile = parser.add_mutually_exclusive_group()
-    profile.add_argument("--quick", action="store_const", const="quick", dest="profile",
-                         help="a short run (about 3 minutes): small N, one repetition")
-    profile.add_argument("--smoke", action="store_const", const="smoke", dest="profile",
-                         help="a tiny run that only checks the harness works")
+    profile.add_argument(
+        "--quick",
+        action="store_const",
+        const="quick",
+        dest="profile",
+        help="a short run (about 3 minutes): small N, one repetition",
+    )
+    profile.add_argument(
+        "--smoke",
+        action="store_const",
+        const="smoke",
+        dest="profile",
+        help="a tiny run that only checks the harness works",
+    )
     parser.set_defaults(profile="full")
-    parser.add_argument("--systems", default=",".join(ALL_SYSTEMS),
-                        help=f"comma-separated subset of: {', '.join(ALL_SYSTEMS)}")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS),
-                        help=f"comma-separated subset of: {', '.join(WORKLOADS)}")
+    parser.add_argument(
+        "--systems",
+        default=",".join(ALL_SYSTEMS),
+        help=f"comma-separated subset of: {', '.join(ALL_SYSTEMS)}",
+    )
+    parser.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help=f"comma-separated subset of: {', '.join(WORKLOADS)}",
+    )
     parser.add_argument("--reps", type=int, default=None, help="repetitions (profile default)")
     parser.add_argument("--drain-jobs", type=int, default=None, help="N of the drain workload")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
-                        help="where the reports go (default: bench/results)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent / "results",
+        help="where the reports go (default: bench/results)",
+    )
     return parser.parse_args(argv)  # fmt: skip
 
 

@@ -9,7 +9,6 @@ import shlex
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import psutil
 
 
 class WorkerGroup:
-    """One or more worker processes sharing one process group (the first one's)."""
+    """One or more worker processes in a process group of their own."""
 
     def __init__(
         self, commands: Sequence[Sequence[str]], env: dict[str, str], log_path: Path, cwd: Path
@@ -38,14 +37,13 @@ class WorkerGroup:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.procs = [self.proc]
 
     @property
     def pgid(self) -> int:
-        return self.procs[0].pid
+        return self.proc.pid
 
     def alive(self) -> bool:
-        return all(p.poll() is None for p in self.procs)
+        return self.proc.poll() is None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -57,14 +55,12 @@ class WorkerGroup:
         os.killpg(self.pgid, signal.SIGCONT)
 
     def tree(self) -> list[psutil.Process]:
-        """Every live process of the group's trees."""
-        out: list[psutil.Process] = []
-        for p in self.procs:
-            with contextlib.suppress(psutil.Error):
-                root = psutil.Process(p.pid)
-                out.append(root)
-                out.extend(root.children(recursive=True))
-        return out
+        """Every live process of the group (the first one and its descendants)."""
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
 
     def cpu_s(self) -> float:
         """CPU seconds used by the trees so far (reaped children included)."""
@@ -75,52 +71,51 @@ class WorkerGroup:
                 total += t.user + t.system + t.children_user + t.children_system
         return total
 
-    def rss_bytes(self) -> int:
-        total = 0
+    def memory_bytes(self) -> tuple[int, int]:
+        """(RSS, PSS) summed over the tree; PSS splits pages that forked processes share."""
+        rss = pss = 0
         for proc in self.tree():
             with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-        return total
+                full = proc.memory_full_info()
+                rss += full.rss
+                pss += getattr(full, "pss", full.rss)
+        return rss, pss
 
-    def stop(self, timeout_s: float = 15) -> None:
-        """SIGTERM the group (resumed first), then SIGKILL what is left."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pgid, signal.SIGCONT)
-            os.killpg(self.pgid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        for p in self.procs:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
+    def stop(self) -> None:
+        """Kill the whole group: measurements are taken, nothing needs a clean shutdown."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pgid, signal.SIGKILL)
-        for p in self.procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
         self._log.close()
 
 
 class PeakRss:
-    """Samples a group's RSS (sum over its trees) every `interval_s` in a thread."""
+    """Samples a group's RSS and PSS (sums over its tree) every `interval_s` in a thread."""
 
     def __init__(self, group: WorkerGroup, interval_s: float = 0.05) -> None:
         self.group = group
         self.interval_s = interval_s
         self.peak_bytes = 0
+        self.peak_pss_bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> PeakRss:
-        self.peak_bytes = self.group.rss_bytes()
+        self._sample()
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak_bytes = max(self.peak_bytes, self.group.rss_bytes())
+        self._sample()
+
+    def _sample(self) -> None:
+        rss, pss = self.group.memory_bytes()
+        self.peak_bytes = max(self.peak_bytes, rss)
+        self.peak_pss_bytes = max(self.peak_pss_bytes, pss)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.peak_bytes = max(self.peak_bytes, self.group.rss_bytes())
+            self._sample()

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (the report prints the multiplication sign and en dash on purpose)
 """The markdown and JSON reports of a run, and the check of the issue's figures."""
 
 from __future__ import annotations
@@ -83,7 +84,12 @@ def figures(report: dict[str, Any]) -> list[dict[str, Any]]:
     flower = http.get("flower async-apply")
     s, f = _med(single, "jobs_per_s"), _med(flower, "jobs_per_s")
     if s and f:
-        add("HTTP enqueue vs Flower async-apply", "> 1.0×", f"{s / f:.2f}× ({s:.0f} vs {f:.0f}/s)", s > f)
+        add(
+            "HTTP enqueue vs Flower async-apply",
+            "> 1.0×",
+            f"{s / f:.2f}× ({s:.0f} vs {f:.0f}/s)",
+            s > f,
+        )
     b = _med(batch, "jobs_per_s")
     if b:
         add("HTTP batch enqueue", "≥ 10,000 jobs/s", f"{b:,.0f} jobs/s", b >= 10_000)
@@ -141,9 +147,13 @@ def _drain_section(report: dict[str, Any]) -> list[str]:
     lines = [
         f"## Drain: {plan['drain_jobs']:,} no-op jobs queued, then run",
         "",
-        f"Worker CPU is the whole process tree's; Redis commands are `INFO commandstats` "
-        f"deltas per job during the drain; a drain longer than {plan['drain_max_s']:g} s is "
-        "cut and measured over the jobs finished by then (marked *).",
+        f"Worker CPU and memory are the whole process tree's (RSS summed, which counts "
+        f"pages forked processes share once per process; PSS divides them); Redis commands "
+        f"are `INFO commandstats` deltas per job during the drain. jobyard and bare Celery "
+        f"drain all N jobs (cut at "
+        f"{plan['drain_max_s']:g} s); the other systems are cut after "
+        f"{plan.get('peer_drain_max_s', plan['drain_max_s']):g} s and measured over the jobs "
+        "they finished by then (marked *).",
         "",
     ]
     for mode in plan["drain_modes"]:
@@ -152,8 +162,8 @@ def _drain_section(report: dict[str, Any]) -> list[str]:
             f"### {mode}",
             "",
             "| system | jobs/s | × Celery | CPU µs/job | × Celery | Redis cmds/job "
-            "| peak RSS MiB | × Celery |",
-            "|---|---|---|---|---|---|---|---|",
+            "| peak RSS MiB | × Celery | peak PSS MiB | × Celery |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, modes in drain.items():
             b = modes.get(mode)
@@ -167,7 +177,9 @@ def _drain_section(report: dict[str, Any]) -> list[str]:
                 f"| {_ratio(_med(b, 'cpu_us_per_job'), _med(base, 'cpu_us_per_job'))} "
                 f"| {_cell(b, 'redis_commands_per_job', '{:.1f}')} "
                 f"| {_cell(b, 'peak_rss_mib')} "
-                f"| {_ratio(_med(b, 'peak_rss_mib'), _med(base, 'peak_rss_mib'))} |"
+                f"| {_ratio(_med(b, 'peak_rss_mib'), _med(base, 'peak_rss_mib'))} "
+                f"| {_cell(b, 'peak_pss_mib')} "
+                f"| {_ratio(_med(b, 'peak_pss_mib'), _med(base, 'peak_pss_mib'))} |"
             )
         lines.append("")
     return lines
@@ -182,7 +194,13 @@ def _latency_section(report: dict[str, Any]) -> list[str]:
         f"A producer enqueues at a fixed rate with each system's own client; phase `fixed` "
         f"is {plan['latency_rate_per_s']:g}/s for {plan['latency_duration_s']:g} s, phase "
         f"`near_saturation` is {plan['saturation_fraction']:.0%} of the system's own drain "
-        f"rate (multi) for {plan['saturation_duration_s']:g} s.",
+        f"rate (multi) for {plan['saturation_duration_s']:g} s."
+        + (
+            f" Left out: {', '.join(plan['latency_skip'])} (it cannot keep up with "
+            f"{plan['latency_rate_per_s']:g}/s here; see its drain rate)."
+            if plan.get("latency_skip")
+            else ""
+        ),
         "",
     ]
     for phase in ("fixed", "near_saturation"):
@@ -195,8 +213,11 @@ def _latency_section(report: dict[str, Any]) -> list[str]:
         ]
         for name, block in lat.items():
             b = block.get(phase)
+            rate = _med(b, "rate_per_s")
+            achieved = _med(b, "achieved_rate_per_s")
+            rate_cell = "–" if rate is None else f"{rate:.0f} ({achieved or 0:.0f})"
             lines.append(
-                f"| {name} | {_cell(b, 'rate_per_s')} ({_cell(b, 'achieved_rate_per_s')}) "
+                f"| {name} | {rate_cell} "
                 f"| {_cell(b, 'p50_ms', '{:.1f}')} | {_cell(b, 'p95_ms', '{:.1f}')} "
                 f"| {_cell(b, 'p99_ms', '{:.1f}')} | {_cell(b, 'max_ms', '{:.1f}')} "
                 f"| {_ratio(_med(b, 'p99_ms'), _med(base, 'p99_ms'))} |"
@@ -213,15 +234,15 @@ def _http_section(report: dict[str, Any]) -> list[str]:
         f"## HTTP enqueue: {plan['http_clients']} concurrent clients, "
         f"{plan['http_duration_s']:g} s per measurement",
         "",
-        "| endpoint | jobs/s | × Flower | requests/s | p50 ms | p99 ms |",
-        "|---|---|---|---|---|---|",
+        "| endpoint | jobs/s | × Flower | requests/s | p50 ms | p99 ms | server CPU µs/job |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, b in http.items():
         lines.append(
             f"| {name} | {_cell(b, 'jobs_per_s')} "
             f"| {_ratio(_med(b, 'jobs_per_s'), _med(flower, 'jobs_per_s'))} "
             f"| {_cell(b, 'requests_per_s')} | {_cell(b, 'p50_ms', '{:.1f}')} "
-            f"| {_cell(b, 'p99_ms', '{:.1f}')} |"
+            f"| {_cell(b, 'p99_ms', '{:.1f}')} | {_cell(b, 'server_cpu_us_per_job')} |"
         )
     return [*lines, ""]
 

@@ -15,7 +15,7 @@ from bench.machine import machine_info
 from bench.plan import Plan
 from bench.redis_server import BenchRedis
 from bench.stats import summary
-from bench.systems import MULTI, SYSTEMS, BenchEnv, BenchError, System
+from bench.systems import BASELINE, MULTI, SYSTEMS, BenchEnv, BenchError, System
 from bench.systems.base import ROOT
 from bench.systems.flower_system import Flower
 from bench.systems.jobyard_system import Jobyard, JobyardApi
@@ -25,9 +25,18 @@ from bench.workloads.latency import Phase, run_latency
 from bench.workloads.scale import run_scale
 
 WORKLOADS = ("drain", "latency", "http", "scale")
-DRAIN_METRICS = ("jobs_per_s", "cpu_us_per_job", "redis_commands_per_job", "peak_rss_mib")
+DRAIN_METRICS = (
+    "jobs_per_s",
+    "cpu_us_per_job",
+    "redis_commands_per_job",
+    "peak_rss_mib",
+    "peak_pss_mib",
+)
 LATENCY_METRICS = ("p50_ms", "p95_ms", "p99_ms", "max_ms", "achieved_rate_per_s")
-HTTP_METRICS = ("jobs_per_s", "requests_per_s", "p50_ms", "p99_ms")
+HTTP_METRICS = ("jobs_per_s", "requests_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_job")
+
+MAIN_SYSTEMS = ("jobyard", BASELINE)
+"""Drained to the end (up to `drain_max_s`); the others are cut at `peer_drain_max_s`."""
 
 Log = Callable[[str], None]
 
@@ -51,8 +60,7 @@ class Runner:
         unknown = [s for s in systems if s not in SYSTEMS and s != "flower"]
         if unknown:
             raise ValueError(
-                f"unknown system(s) {', '.join(unknown)}; known: "
-                f"{', '.join([*SYSTEMS, 'flower'])}"
+                f"unknown system(s) {', '.join(unknown)}; known: {', '.join([*SYSTEMS, 'flower'])}"
             )
         bad = [w for w in workloads if w not in WORKLOADS]
         if bad:
@@ -120,10 +128,11 @@ class Runner:
                 for name, system in adapters.items():
                     if mode not in system.modes:
                         continue
+                    cap_s = p.drain_max_s if name in MAIN_SYSTEMS else p.peer_drain_max_s
                     result = self._measure(
                         f"{name} {mode} #{rep + 1}",
-                        lambda s=system, m=mode, r=rep: run_drain(
-                            s, redis, mode=m, n=p.drain_jobs, max_drain_s=p.drain_max_s, tag=f"{r}"
+                        lambda s=system, m=mode, r=rep, c=cap_s: run_drain(
+                            s, redis, mode=m, n=p.drain_jobs, max_drain_s=c, tag=f"{r}"
                         ),
                     )
                     runs.setdefault(name, {}).setdefault(mode, []).append(result)
@@ -149,6 +158,8 @@ class Runner:
         runs: dict[str, list[dict[str, Any]]] = {}
         for rep in range(p.reps):
             for name, system in adapters.items():
+                if name in p.latency_skip:
+                    continue
                 phases = [
                     Phase("fixed", p.latency_rate_per_s, p.latency_duration_s),
                     Phase(
@@ -159,9 +170,7 @@ class Runner:
                 ]
                 result = self._measure(
                     f"{name} #{rep + 1}",
-                    lambda s=system, ph=phases, r=rep: run_latency(
-                        s, redis, phases=ph, tag=f"{r}"
-                    ),
+                    lambda s=system, ph=phases, r=rep: run_latency(s, redis, phases=ph, tag=f"{r}"),
                 )
                 runs.setdefault(name, []).append(result)
         out: dict[str, Any] = {}
@@ -177,9 +186,10 @@ class Runner:
         p = self.plan
         self.log(f"http: {p.http_clients} concurrent clients, {p.http_duration_s:g} s each")
         api = JobyardApi(Jobyard(env))
-        servers = [(api.base_url + "/readyz", api.start("http-jobyard-api"))]
+        servers = {"jobyard": (api.base_url + "/readyz", api.start("http-jobyard-api"))}
         targets = [
             Target(
+                "jobyard",
                 "jobyard POST /v1/jobs",
                 f"{api.base_url}/v1/jobs",
                 {"task": "bench.noop", "args": {}},
@@ -187,6 +197,7 @@ class Runner:
                 201,
             ),
             Target(
+                "jobyard",
                 f"jobyard POST /v1/jobs:batch ({BATCH_SIZE})",
                 f"{api.base_url}/v1/jobs:batch",
                 {"jobs": [{"task": "bench.noop", "args": {}}] * BATCH_SIZE},
@@ -196,24 +207,30 @@ class Runner:
         ]
         if self.with_flower:
             flower = Flower(env)
-            servers.append((flower.base_url + "/healthcheck", flower.start("http-flower")))
+            servers["flower"] = (flower.base_url + "/healthcheck", flower.start("http-flower"))
             path, body = flower.single_request()
-            targets.append(Target("flower async-apply", flower.base_url + path, body, 1, 200))
+            targets.append(
+                Target("flower", "flower async-apply", flower.base_url + path, body, 1, 200)
+            )
         runs: dict[str, list[dict[str, Any]]] = {}
         try:
-            for url, group in servers:
+            for url, group in servers.values():
                 wait_http_ready(url, group)
             for rep in range(p.reps):
                 for target in targets:
                     result = self._measure(
                         f"{target.name} #{rep + 1}",
                         lambda t=target: run_http(
-                            t, redis, clients=p.http_clients, duration_s=p.http_duration_s
+                            t,
+                            redis,
+                            servers[t.server][1],
+                            clients=p.http_clients,
+                            duration_s=p.http_duration_s,
                         ),
                     )
                     runs.setdefault(target.name, []).append(result)
         finally:
-            for _url, group in servers:
+            for _url, group in servers.values():
                 group.stop()
         return {name: _summarise(rs, HTTP_METRICS) for name, rs in runs.items()}
 

@@ -24,5 +24,5 @@ def redis_settings() -> RedisSettings:
 
 
 class WorkerSettings:
-    functions = [noop, stamp]  # noqa: RUF012
+    functions = [noop, stamp]
     redis_settings = redis_settings()

@@ -84,7 +84,7 @@ class System(ABC):
     def producer(self) -> Producer:
         """A function that enqueues one stamp job, the way an application would."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook)
         """Release clients the adapter opened in this process."""
 
     def start_worker(self, mode: str, log_name: str, stamp_dir: Path | None = None) -> WorkerGroup:

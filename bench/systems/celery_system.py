@@ -3,6 +3,7 @@ JSON, results ignored, no events, no gossip/mingle/heartbeat, Celery's default l
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, ClassVar
 
 import redis
@@ -10,6 +11,9 @@ import redis
 from bench.systems.base import MULTI, BenchEnv, Producer, System
 
 QUEUE = "bench"
+PRIORITY_STEPS = (0, 3, 6, 9)
+"""kombu's default priority steps (a priority-0 message goes to the bare queue list)."""
+FILL_CHUNK = 1000
 
 
 class BareCelery(System):
@@ -40,11 +44,29 @@ class BareCelery(System):
         return [[*cmd, "-P", "solo"]]
 
     def fill(self, n: int) -> None:
+        # Messages as Celery's producer publishes them (jobyard's builder is checked
+        # byte for byte against kombu's publish), pushed in big pipelines: the fill is
+        # not measured, only the drain.
+        from jobyard.core.messages import build_message
+
         app = self.app_module.app
-        noop = self.app_module.noop
-        with app.producer_or_acquire() as producer:
-            for _ in range(n):
-                noop.apply_async(producer=producer)
+        done = 0
+        while done < n:
+            size = min(FILL_CHUNK, n - done)
+            pipe = self.client.pipeline(transaction=False)
+            for _ in range(size):
+                msg = build_message(
+                    app,
+                    task_id=str(uuid.uuid4()),
+                    task_name="bench.noop",
+                    kwargs={},
+                    queue=QUEUE,
+                    priority=0,
+                    priority_steps=PRIORITY_STEPS,
+                )
+                pipe.lpush(msg.list_key, msg.payload)
+            pipe.execute()
+            done += size
 
     def pending(self) -> int:
         pipe = self.client.pipeline(transaction=False)

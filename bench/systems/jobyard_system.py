@@ -58,6 +58,7 @@ class Jobyard(System):
     def process_env(self) -> dict[str, str]:
         env = super().process_env()
         env.update(self.jobyard_env())
+        env.update(self.env.extra_env)
         return env
 
     @functools.cached_property

@@ -10,7 +10,7 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from bench.apps import rq_jobs
-from bench.systems.base import MULTI, BenchEnv, Producer, System
+from bench.systems.base import MULTI, SOLO, BenchEnv, Producer, System
 
 QUEUE = "bench"
 FILL_CHUNK = 1000
@@ -68,5 +68,9 @@ class RqSimple(_Rq):
 
 class RqFork(_Rq):
     name: ClassVar[str] = "rq-fork"
-    description: ClassVar[str] = "RQ default Worker (forks per job); multi: rq worker-pool -n 2"
+    description: ClassVar[str] = (
+        "RQ default Worker (forks a work horse per job); solo only (a pool of forking "
+        "workers is rq-simple's pool plus a fork per job)"
+    )
     worker_class: ClassVar[str] = "rq.worker.Worker"
+    modes: ClassVar[tuple[str, ...]] = (SOLO,)

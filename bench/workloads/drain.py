@@ -71,5 +71,6 @@ def run_drain(
         "redis_commands": commands,
         "harness_poll_commands": own,
         "peak_rss_mib": rss.peak_bytes / 2**20,
+        "peak_pss_mib": rss.peak_pss_bytes / 2**20,
         "capped": capped,
     }

@@ -25,6 +25,8 @@ READY_TIMEOUT_S = 60.0
 class Target:
     """One endpoint under load: what to post and how many jobs one request carries."""
 
+    server: str
+    """Which server answers (its process is measured)."""
     name: str
     url: str
     body: dict[str, Any]
@@ -78,6 +80,7 @@ async def _load(target: Target, clients: int, duration_s: float) -> dict[str, An
         elapsed_s = time.perf_counter() - start
     ordered = sorted(latencies)
     return {
+        "elapsed_s": elapsed_s,
         "jobs_per_s": accepted / elapsed_s,
         "requests_per_s": len(ordered) / elapsed_s,
         "p50_ms": percentile(ordered, 50) * 1000,
@@ -88,11 +91,16 @@ async def _load(target: Target, clients: int, duration_s: float) -> dict[str, An
 
 
 def run_http(
-    target: Target, redis: BenchRedis, *, clients: int, duration_s: float
+    target: Target, redis: BenchRedis, server: WorkerGroup, *, clients: int, duration_s: float
 ) -> dict[str, Any]:
-    """One measurement against a server that is already up."""
+    """One measurement against a server that is already up; `server_cpu_us_per_job` is
+    the server process's CPU time per accepted job."""
     redis.reset()
+    cpu_before = server.cpu_s()
     result = asyncio.run(_load(target, clients, duration_s))
+    cpu_s = server.cpu_s() - cpu_before
     if result["errors"]:
         raise BenchError(f"{target.name}: error responses {result['errors']}")
+    accepted = result["jobs_per_s"] * result.pop("elapsed_s")
+    result["server_cpu_us_per_job"] = cpu_s / accepted * 1e6 if accepted else 0.0
     return result

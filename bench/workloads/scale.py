@@ -15,6 +15,7 @@ import asyncio
 import statistics
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -65,33 +66,72 @@ def template_for(system: Jobyard, queue: str) -> Template:
     return Template(job.record.id, tag, pipe.commands)
 
 
-def _sub(value: Any, old_id: str, new_id: str, old_tag: str, new_tag: str) -> Any:
+Render = Callable[[str, str], Any]
+
+
+def _renderer(value: Any, job_id: str, tag: str) -> Render | None:
+    """A function of (new id, new tag) giving `value` with the template's ids replaced;
+    None when `value` holds neither."""
     if isinstance(value, str):
-        return value.replace(old_id, new_id).replace(old_tag, new_tag)
+        if job_id not in value and tag not in value:
+            return None
+        fmt = value.replace("{", "{{").replace("}", "}}")
+        fmt = fmt.replace(job_id, "{0}").replace(tag, "{1}")
+        return fmt.format
     if isinstance(value, dict):
-        return {
-            _sub(k, old_id, new_id, old_tag, new_tag): _sub(v, old_id, new_id, old_tag, new_tag)
-            for k, v in value.items()
-        }
-    return value
+        static: dict[Any, Any] = {}
+        dynamic: list[tuple[Render, Render]] = []
+        for k, v in value.items():
+            rk, rv = _renderer(k, job_id, tag), _renderer(v, job_id, tag)
+            if rk is None and rv is None:
+                static[k] = v
+            else:
+                dynamic.append((rk or _constant(k), rv or _constant(v)))
+        if not dynamic:
+            return None
+
+        def render(new_id: str, new_tag: str) -> dict[Any, Any]:
+            out = dict(static)
+            for rk, rv in dynamic:
+                out[rk(new_id, new_tag)] = rv(new_id, new_tag)
+            return out
+
+        return render
+    return None
 
 
-def clone_commands(template: Template, count: int) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+def _constant(value: Any) -> Render:
+    return lambda _id, _tag: value
+
+
+def clone_commands(
+    template: Template, count: int
+) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
     """The commands of `count` new jobs: per-job writes as they are, and one variadic
     ZADD / LPUSH per key for the index and list writes."""
+    compiled = []
+    for name, args, kwargs in template.commands:
+        arg_renders = [
+            _renderer(a, template.job_id, template.delivery_tag) or _constant(a) for a in args
+        ]
+        kw_renders = {
+            k: _renderer(v, template.job_id, template.delivery_tag) or _constant(v)
+            for k, v in kwargs.items()
+        }
+        compiled.append((name, arg_renders, kw_renders))
     per_job: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
     zadds: dict[str, dict[str, float]] = {}
     lpushes: dict[str, list[str]] = {}
     for _ in range(count):
         new_id, new_tag = str(uuid.uuid4()), str(uuid.uuid4())
-        for name, args, kwargs in template.commands:
-            a = tuple(_sub(v, template.job_id, new_id, template.delivery_tag, new_tag) for v in args)
-            k = {key: _sub(v, template.job_id, new_id, template.delivery_tag, new_tag) for key, v in kwargs.items()}
-            if name == "zadd" and not k:
+        for name, arg_renders, kw_renders in compiled:
+            a = tuple(r(new_id, new_tag) for r in arg_renders)
+            if name == "zadd" and not kw_renders:
                 zadds.setdefault(a[0], {}).update(a[1])
-            elif name == "lpush" and not k:
+            elif name == "lpush" and not kw_renders:
                 lpushes.setdefault(a[0], []).extend(a[1:])
             else:
+                k = {key: r(new_id, new_tag) for key, r in kw_renders.items()}
                 per_job.append((name, a, k))
     merged = list(per_job)
     merged.extend(("zadd", (key, members), {}) for key, members in zadds.items())
@@ -123,7 +163,9 @@ def fill_backlog(system: Jobyard, total_jobs: int, queues: tuple[str, ...] = SCA
     start = time.perf_counter()
     groups = [templates[i::FILL_PROCESSES] for i in range(FILL_PROCESSES)]
     with ProcessPoolExecutor(FILL_PROCESSES) as pool:
-        futures = [pool.submit(_fill_queues, system.env.redis.url, g, per_queue) for g in groups if g]
+        futures = [
+            pool.submit(_fill_queues, system.env.redis.url, g, per_queue) for g in groups if g
+        ]
         written = sum(f.result() for f in futures)
     if written != per_queue * len(queues):
         raise RuntimeError(f"wrote {written} jobs, expected {per_queue * len(queues)}")

@@ -3,7 +3,8 @@ API as separate OS processes (each in its own process group), and a producer tha
 enqueues through the real store.
 
 Limits are short so faults resolve fast: hard time limit 3 s (soft 2 s), retry backoff at
-most 1 s, visibility timeout 5 s (> 3 + 1, as the config requires), beat lease 3 s.
+most 1 s, visibility timeout 5 s (> 3 + 1, as the config requires), beat lease 3 s, beat's
+unacked restore every 0.5 s and lost-message check every 1 s.
 """
 
 from __future__ import annotations
@@ -33,40 +34,52 @@ QUEUES = ("alpha", "beta", "gamma")
 VISIBILITY_TIMEOUT_S = 5.0
 TIME_LIMIT_S = 3.0
 SOFT_TIME_LIMIT_S = 2.0
-LONG_GRACE_S = 5.0
+LONG_GRACE_S = 10.0
 """`alpha`'s shutdown grace: longer than any job, so a SIGTERMed worker finishes them."""
 SHORT_GRACE_S = 0.5
 """`beta`'s shutdown grace: shorter than a 1.5 s job, so SIGTERM requeues running jobs."""
 LEASE_TTL_S = 3.0
 TICK_S = 0.25
 
-E2E_CONFIG = f"""
+
+def e2e_config(
+    *,
+    soft_time_limit_s: float = SOFT_TIME_LIMIT_S,
+    time_limit_s: float = TIME_LIMIT_S,
+    visibility_timeout_s: float = VISIBILITY_TIMEOUT_S,
+) -> str:
+    """The fault suite's `jobyard.yaml` (three queues, short limits, a fast beat)."""
+    return f"""
 queues:
   - name: alpha
     concurrency: 2
-    soft_time_limit_s: {SOFT_TIME_LIMIT_S}
-    time_limit_s: {TIME_LIMIT_S}
+    soft_time_limit_s: {soft_time_limit_s}
+    time_limit_s: {time_limit_s}
     shutdown_grace_s: {LONG_GRACE_S}
   - name: beta
     concurrency: 2
-    soft_time_limit_s: {SOFT_TIME_LIMIT_S}
-    time_limit_s: {TIME_LIMIT_S}
+    soft_time_limit_s: {soft_time_limit_s}
+    time_limit_s: {time_limit_s}
     shutdown_grace_s: {SHORT_GRACE_S}
   - name: gamma
     concurrency: 2
-    soft_time_limit_s: {SOFT_TIME_LIMIT_S}
-    time_limit_s: {TIME_LIMIT_S}
+    soft_time_limit_s: {soft_time_limit_s}
+    time_limit_s: {time_limit_s}
     shutdown_grace_s: 2
 broker:
-  visibility_timeout_s: {VISIBILITY_TIMEOUT_S}
+  visibility_timeout_s: {visibility_timeout_s}
   max_retry_backoff_s: 1
 beat:
   lease_ttl_s: {LEASE_TTL_S}
   tick_s: {TICK_S}
   restore_interval_s: 0.5
+  orphan_check_interval_s: 1
 limits:
   result_ttl_s: 3600
 """
+
+
+E2E_CONFIG = e2e_config()
 
 QUIET_ENV = {"JOBYARD_WORKER_METRICS_PORT": "0", "JOBYARD_BEAT_METRICS_PORT": "0"}
 """No /metrics ports: many workers and beats of one test share the host."""
@@ -111,23 +124,20 @@ class Cluster:
 
     def spawn(self, *args: str, env: dict[str, str] | None = None) -> Proc:
         """A `python -m jobyard.cli <args>` process in its own process group."""
-        full_env = jobyard_env(
-            self.url,
-            self.config_path,
-            JOBYARD_JOB_MODULES=FAULT_JOB_MODULES,
-            JOBYARD_HEARTBEAT_DIR=str(self.heartbeat_dir),
+        extra = {
+            "JOBYARD_JOB_MODULES": FAULT_JOB_MODULES,
+            "JOBYARD_HEARTBEAT_DIR": str(self.heartbeat_dir),
             **QUIET_ENV,
             **self.extra_env,
             **(env or {}),
-        )
+        }
+        full_env = jobyard_env(self.url, self.config_path, **extra)
         name = "-".join(a.lstrip("-") for a in args[:3])
         proc = Proc(list(args), full_env, self.tmp_path / f"{len(self.procs):02d}-{name}.log")
         self.procs.append(proc)
         return proc
 
-    def worker(
-        self, queue: str, *, wait: bool = True, env: dict[str, str] | None = None
-    ) -> Proc:
+    def worker(self, queue: str, *, wait: bool = True, env: dict[str, str] | None = None) -> Proc:
         """A worker of `queue`; returned once it consumes (unless `wait=False`)."""
         proc = self.spawn("worker", "--queue", queue, env=env)
         if wait:

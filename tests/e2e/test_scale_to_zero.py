@@ -39,7 +39,8 @@ def test_unacked_messages_of_a_queue_with_no_worker_go_back_and_run_later(
     waiting = cluster.enqueue_many([("faults.effect_once", {"path": str(once)}, {})] * 3)
     jobs = running + waiting
     delivered_at = min(
-        score for _, score in cluster.client.zrange(keys.KOMBU_UNACKED_INDEX, 0, -1, withscores=True)
+        score
+        for _, score in cluster.client.zrange(keys.KOMBU_UNACKED_INDEX, 0, -1, withscores=True)
     )
 
     # Scaled to zero the hard way: the last worker's pod is gone (node lost, OOM-killed).

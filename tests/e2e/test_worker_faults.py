@@ -15,8 +15,13 @@ from pathlib import Path
 import pytest
 
 from jobyard.core import keys
-from tests.e2e.cluster import LONG_GRACE_S, SHORT_GRACE_S, TIME_LIMIT_S, VISIBILITY_TIMEOUT_S
-from tests.e2e.cluster import Cluster
+from tests.e2e.cluster import (
+    LONG_GRACE_S,
+    SHORT_GRACE_S,
+    TIME_LIMIT_S,
+    VISIBILITY_TIMEOUT_S,
+    Cluster,
+)
 from tests.e2e.ledger import Report, Row, account, duplicates, effect_counts
 from tests.support.processes import wait_until
 
@@ -53,13 +58,14 @@ def test_sigterm_lets_running_jobs_finish_within_the_grace(
     assert cluster.states(waiting) == dict.fromkeys(waiting, "queued")
     assert cluster.client.hlen(keys.KOMBU_UNACKED) == 0
     assert sorted(cluster.message_ids()["list"]) == sorted(waiting)
-    assert stopped_s < LONG_GRACE_S, f"the worker waited {stopped_s:.1f} s, not just for the jobs"
-    assert "SIGTERM: no new jobs; waiting up to 5 s for 2 running job(s)" in worker.log()
+    # It stopped once its jobs were done, not at the end of the grace.
+    assert stopped_s < LONG_GRACE_S - 2, f"the worker waited {stopped_s:.1f} s for 1.5 s jobs"
+    assert f"SIGTERM: no new jobs; waiting up to {LONG_GRACE_S:g} s for 2 running job(s)" in (
+        worker.log()
+    )
 
-    t_back = time.monotonic()
     cluster.worker("alpha")
     cluster.wait_all_terminal(running + waiting, timeout_s=60)
-    recovery_s = time.monotonic() - t_back
     acct = account(cluster, running + waiting)
     counts = effect_counts(effects)
     assert acct.lost == [] and acct.pending == []
@@ -89,9 +95,7 @@ def test_sigterm_requeues_jobs_still_running_after_the_grace(
     once = tmp_path / "effects-once.txt"
     worker = cluster.worker("beta")
     plain = cluster.enqueue("faults.effect", {"path": str(effects), "sleep_s": 1.5}, queue="beta")
-    idem = cluster.enqueue(
-        "faults.effect_once", {"path": str(once), "sleep_s": 1.5}, queue="beta"
-    )
+    idem = cluster.enqueue("faults.effect_once", {"path": str(once), "sleep_s": 1.5}, queue="beta")
     wait_until(lambda: _started(cluster, [plain, idem]) and len(_lines(once)) == 1, timeout_s=30)
     wait_until(lambda: len(_lines(effects)) == 1, timeout_s=5)
     waiting = cluster.enqueue_many(

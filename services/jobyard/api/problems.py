@@ -197,8 +197,19 @@ async def _request_validation(_: Request, exc: Exception) -> ProblemResponse:
     return invalid_input(_request_field_errors(exc)).response()
 
 
+_UNPARSABLE_BODY = {
+    RecursionError: "invalid JSON: nested too deeply to parse",
+    UnicodeDecodeError: "invalid JSON: the body is not UTF-8 text",
+}
+"""Why FastAPI's bare 400 "There was an error parsing the body" happened, when the JSON
+parser raised something other than a JSON syntax error."""
+
+
 async def _http_exception(_: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and type(exc.__cause__) in _UNPARSABLE_BODY:
+        message = _UNPARSABLE_BODY[type(exc.__cause__)]
+        return invalid_input([FieldError(field="body", message=message)]).response()
     title = _status_title(exc.status_code)
     detail = str(exc.detail) if exc.detail else title
     if exc.status_code == 404 and detail == "Not Found":

@@ -11,7 +11,7 @@ from jobyard.core import keys
 
 PROMOTE_SCRIPT = """
 -- KEYS[1] scheduled zset (id -> due time), KEYS[2] scheduled messages hash
--- ARGV[1] now, ARGV[2] max ids, ARGV[3] job record key prefix
+-- ARGV[1] now, ARGV[2] max ids, ARGV[3] job record key prefix, ARGV[4] pending key prefix
 -- Queue lists and job records are reached through the stored message and the id.
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 local promoted = 0
@@ -24,6 +24,7 @@ for _, id in ipairs(ids) do
     local entry = cjson.decode(raw)
     redis.call('LPUSH', entry[1], entry[2])
     redis.call('HSET', record, 'state', 'queued')
+    redis.call('ZADD', ARGV[4] .. redis.call('HGET', record, 'queue'), ARGV[1], id)
     promoted = promoted + 1
   end
 end
@@ -61,7 +62,7 @@ class DelayedJobs:
         while True:
             handled, queued = self._promote(
                 keys=[keys.SCHEDULED, keys.SCHEDULED_MESSAGES],
-                args=[repr(now), self.batch, keys.job("")],
+                args=[repr(now), self.batch, keys.job(""), keys.pending("")],
             )
             promoted += int(queued)
             dropped += int(handled) - int(queued)

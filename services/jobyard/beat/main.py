@@ -8,7 +8,9 @@ leader:
 2. writes `keys.BEAT_LAST_TICK`,
 3. sends due schedules (`jobyard.beat.sender`),
 4. moves due delayed jobs to their queues (`jobyard.beat.delayed`),
-5. every `restore_interval_s`, puts expired unacked messages back (`jobyard.beat.unacked`).
+5. every `restore_interval_s`, puts expired unacked messages back (`jobyard.beat.unacked`),
+6. every `orphan_check_interval_s`, publishes again jobs whose message was lost in transit
+   (`jobyard.beat.orphans`).
 
 Losses after a leader dies: a standby takes over at most `lease_ttl_s + tick_s` after the
 leader's last renewal; the runs that fell due meanwhile are merged into one catch-up run
@@ -32,6 +34,7 @@ from celery import Celery
 
 from jobyard.beat.delayed import DelayedJobs
 from jobyard.beat.lease import Lease, new_beat_id
+from jobyard.beat.orphans import OrphanSweeper
 from jobyard.beat.sender import ScheduleSender
 from jobyard.beat.state import BeatState
 from jobyard.beat.unacked import UnackedRestorer
@@ -67,9 +70,11 @@ class Beat:
         self.sender = ScheduleSender(client, app, runtime.config, runtime.registry, self.state)
         self.delayed = DelayedJobs(client)
         self.restorer = UnackedRestorer(app, client, runtime.config.visibility_timeout_s)
+        self.orphans = OrphanSweeper(app, client, runtime.config, runtime.registry)
         self._leading = False
         self._redis_ok = True
         self._next_restore_at = 0.0
+        self._next_orphan_check_at = 0.0
 
     def tick(self) -> None:
         """Renew or try the lease; when leading, do the leader's work."""
@@ -120,6 +125,9 @@ class Beat:
                 promotion.dropped,
                 extra={"promoted": promotion.promoted, "dropped": promotion.dropped},
             )
+        if time.monotonic() >= self._next_orphan_check_at:
+            self._next_orphan_check_at = time.monotonic() + beat.orphan_check_interval_s
+            self.state.orphans_republished += self.orphans.check(now)
         if time.monotonic() >= self._next_restore_at:
             self._next_restore_at = time.monotonic() + beat.restore_interval_s
             restored = self.restorer.restore_expired(now)
@@ -212,7 +220,9 @@ def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
         return lambda: None
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        # Not `stop.set()` here: the handler runs in the main thread, which may be inside
+        # `stop.wait()` holding the Event's lock; setting it from here would deadlock.
+        threading.Thread(target=stop.set, name="jobyard-beat-stop", daemon=True).start()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
 

@@ -33,3 +33,5 @@ class BeatState:
     """Due delayed jobs dropped because their record no longer said `scheduled`."""
     unacked_restored: int = 0
     """Expired unacknowledged messages this beat put back in their queue."""
+    orphans_republished: int = 0
+    """Jobs whose message was lost in transit that this beat published again."""

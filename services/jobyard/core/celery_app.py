@@ -11,6 +11,8 @@ from kombu import Exchange, Queue
 from jobyard.core.config import JobyardConfig, QueueConfig
 from jobyard.core.registry import Registry
 from jobyard.core.settings import Settings
+from jobyard.core.tls import broker_ssl_options
+from jobyard.core.transport import TRANSPORT_ALIAS
 
 
 def broker_transport_options(config: JobyardConfig) -> dict[str, Any]:
@@ -33,6 +35,10 @@ def celery_config(
     """Celery settings; `queue` is the one a worker consumes (None for producers)."""
     conf: dict[str, Any] = {
         "broker_url": settings.redis_url,
+        # A stray non-JSON entry in a queue list is dropped, not fatal to the worker.
+        "broker_transport": TRANSPORT_ALIAS,
+        # rediss:// verifies certificates unless the URL says ssl_cert_reqs=none.
+        "broker_use_ssl": broker_ssl_options(settings.redis_url),
         "broker_transport_options": broker_transport_options(config),
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
@@ -70,6 +76,8 @@ def celery_config(
             worker_max_memory_per_child=queue.max_memory_per_child_kib,
             task_soft_time_limit=queue.soft_time_limit_s,
             task_time_limit=queue.time_limit_s,
+            # Refused messages (pickle, unknown task...) mark their job's record dead.
+            worker_consumer="jobyard.worker.consumer:Consumer",
         )
     return conf
 

@@ -171,6 +171,10 @@ class BeatConfig(_Strict):
     restore_interval_s: Annotated[float, Field(ge=0.1, le=3600)] = 10
     """How often the leader puts messages left unacknowledged longer than the visibility
     timeout back in their queue (no worker does it for a queue scaled to zero)."""
+    orphan_check_interval_s: Annotated[float, Field(ge=0.1, le=3600)] = 15
+    """How often the leader looks for jobs whose message vanished in transit (a worker
+    killed after taking it from Redis, before recording it as unacknowledged); one missing
+    at two checks in a row is published again, so within twice this."""
     missed_grace_s: Annotated[float, Field(gt=0, le=86_400)] = 60
     """A run due less than this long ago is on time; an older one was missed and the
     schedule's `missed` policy decides. At least twice `tick_s`."""

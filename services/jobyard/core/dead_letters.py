@@ -30,7 +30,7 @@ BULK_CHUNK = 500
 """Jobs handled per round trip by the bulk retry and purge."""
 
 RETRY_SCRIPT = """
--- KEYS[1] dead set, KEYS[2] job hash, KEYS[3] queue list
+-- KEYS[1] dead set, KEYS[2] job hash, KEYS[3] queue list, KEYS[4] pending set
 -- ARGV: job id, message, record ttl
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
@@ -39,6 +39,7 @@ redis.call('HDEL', KEYS[2], 'started_at', 'finished_at', 'eta', 'progress', 'res
            'cancel_requested', 'worker')
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 redis.call('LPUSH', KEYS[3], ARGV[2])
+redis.call('ZADD', KEYS[4], redis.call('TIME')[1], ARGV[1])
 return 1
 """
 """1: retried; 0: not a dead letter (any more); -1: its record had expired (id dropped)."""
@@ -95,10 +96,11 @@ def plan_retry(pipe: Any, record: JobRecord, message: BuiltMessage, *, result_tt
     """Queue the atomic retry of one dead job (one result: see RETRY_SCRIPT)."""
     pipe.eval(
         RETRY_SCRIPT,
-        3,
+        4,
         keys.dead_letters(record.queue),
         keys.job(record.id),
         message.list_key,
+        keys.pending(record.queue),
         record.id,
         message.payload,
         result_ttl_s,

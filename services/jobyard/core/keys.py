@@ -62,6 +62,13 @@ def running(queue: str) -> str:
     return f"{PREFIX}running:{queue}"
 
 
+def pending(queue: str) -> str:
+    """Sorted set of job ids whose message should be in `queue` (published and not
+    finished), by publish time. Beat republishes a job whose message vanished (a worker
+    killed after taking it from Redis, before recording it as unacknowledged)."""
+    return f"{PREFIX}pending:{queue}"
+
+
 def workers(queue: str) -> str:
     """Sorted set of worker hostnames by last heartbeat."""
     return f"{PREFIX}workers:{queue}"

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jobyard.core.errors import ConfigError, format_validation_error
+from jobyard.core.tls import broker_ssl_options
 
 ENV_PREFIX = "JOBYARD_"
 
@@ -80,6 +81,7 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        broker_ssl_options(value)  # raises ValueError naming a bad ssl_cert_reqs
         return value
 
 

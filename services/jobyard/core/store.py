@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from jobyard.core import keys
@@ -23,14 +24,18 @@ def now_s() -> float:
     return time.time()
 
 
+def _record_ttl_s(record: JobRecord, result_ttl_s: int) -> int:
+    """A new record lives `result_ttl_s` plus however long it waits for its ETA."""
+    return result_ttl_s + int(max(0.0, (record.eta or 0) - record.enqueued_at))
+
+
 def plan_enqueue(
     pipe: Pipe, record: JobRecord, message: BuiltMessage, *, result_ttl_s: int
 ) -> None:
     """Create the record and publish (or schedule) its message."""
-    ttl = result_ttl_s + int(max(0.0, (record.eta or 0) - record.enqueued_at))
     rkey = keys.job(record.id)
     pipe.hset(rkey, mapping=record.to_hash())
-    pipe.expire(rkey, ttl)
+    pipe.expire(rkey, _record_ttl_s(record, result_ttl_s))
     pipe.zadd(keys.RECENT, {record.id: record.enqueued_at})
     pipe.zadd(keys.recent(record.queue), {record.id: record.enqueued_at})
     if record.state is JobState.SCHEDULED:
@@ -41,6 +46,38 @@ def plan_enqueue(
         pipe.zadd(keys.SCHEDULED, {record.id: record.eta})
     else:
         pipe.lpush(message.list_key, message.payload)
+        pipe.zadd(keys.pending(record.queue), {record.id: record.enqueued_at})
+
+
+def plan_enqueue_many(
+    pipe: Pipe, jobs: Iterable[tuple[JobRecord, BuiltMessage]], *, result_ttl_s: int
+) -> None:
+    """:func:`plan_enqueue` for many jobs, with one ZADD per index and one LPUSH per list.
+
+    The same keys and values, in two commands per job (record, TTL) plus a few per batch
+    instead of five per job. Messages keep their order: LPUSH of several values pushes
+    them one after the other.
+    """
+    recent: dict[str, float] = {}
+    by_queue: dict[str, dict[str, float]] = {}
+    lists: dict[str, list[str]] = {}
+    for record, message in jobs:
+        if record.state is JobState.SCHEDULED:
+            plan_enqueue(pipe, record, message, result_ttl_s=result_ttl_s)
+            continue
+        rkey = keys.job(record.id)
+        pipe.hset(rkey, mapping=record.to_hash())
+        pipe.expire(rkey, _record_ttl_s(record, result_ttl_s))
+        recent[record.id] = record.enqueued_at
+        by_queue.setdefault(record.queue, {})[record.id] = record.enqueued_at
+        lists.setdefault(message.list_key, []).append(message.payload)
+    if recent:
+        pipe.zadd(keys.RECENT, recent)
+    for queue, members in by_queue.items():
+        pipe.zadd(keys.recent(queue), members)
+        pipe.zadd(keys.pending(queue), members)
+    for list_key, payloads in lists.items():
+        pipe.lpush(list_key, *payloads)
 
 
 def plan_get(pipe: Pipe, job_id: str) -> None:
@@ -55,7 +92,17 @@ def plan_progress(pipe: Pipe, job_id: str, progress: Progress) -> None:
     pipe.hset(keys.job(job_id), "progress", progress.model_dump_json(exclude_none=True))
 
 
-def plan_succeeded(pipe: Pipe, job_id: str, queue: str, result: Any, *, result_ttl_s: int) -> None:
+def plan_succeeded(
+    pipe: Pipe,
+    job_id: str,
+    queue: str,
+    result: Any,
+    *,
+    result_ttl_s: int,
+    clear_error: bool = True,
+) -> None:
+    """Record a success; `clear_error=False` skips deleting an earlier attempt's error
+    when the caller knows there is none (the start script says)."""
     rkey = keys.job(job_id)
     pipe.hset(
         rkey,
@@ -65,9 +112,11 @@ def plan_succeeded(pipe: Pipe, job_id: str, queue: str, result: Any, *, result_t
             "result": dumps(result),
         },
     )
-    pipe.hdel(rkey, "error")
+    if clear_error:
+        pipe.hdel(rkey, "error")
     pipe.expire(rkey, result_ttl_s)
     pipe.zrem(keys.running(queue), job_id)
+    pipe.zrem(keys.pending(queue), job_id)
 
 
 def plan_retrying(
@@ -104,6 +153,7 @@ def plan_failed(
     )
     pipe.expire(rkey, max(result_ttl_s, dead_letter_ttl_s) if dead else result_ttl_s)
     pipe.zrem(keys.running(queue), job_id)
+    pipe.zrem(keys.pending(queue), job_id)
     if dead:
         pipe.zadd(keys.dead_letters(queue), {job_id: now})
 
@@ -121,22 +171,27 @@ def plan_cancelled(pipe: Pipe, job_id: str, queue: str) -> None:
         keys.job(job_id), mapping={"state": JobState.CANCELLED.value, "finished_at": str(now_s())}
     )
     pipe.zrem(keys.running(queue), job_id)
+    pipe.zrem(keys.pending(queue), job_id)
     pipe.zrem(keys.SCHEDULED, job_id)
     pipe.hdel(keys.SCHEDULED_MESSAGES, job_id)
 
 
 START_SCRIPT = """
--- KEYS[1] job hash, KEYS[2] running zset; ARGV: now, worker, job id, ttl
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {'missing', 0} end
-if state == 'cancelled' then return {'cancelled', 0} end
-if state == 'succeeded' then return {'succeeded', 0} end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'state', 'started', 'started_at', ARGV[1], 'worker', ARGV[2])
+-- KEYS[1] job hash, KEYS[2] running zset; ARGV: now, worker, job id
+local found = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'error')
+local state = found[1]
+if not state then return {'missing', 0, 0} end
+if state == 'cancelled' or state == 'succeeded' then return {state, 0, 0} end
+local attempts = (tonumber(found[2]) or 0) + 1
+redis.call('HSET', KEYS[1], 'state', 'started', 'started_at', ARGV[1], 'worker', ARGV[2],
+           'attempts', attempts)
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
-return {state, attempts}
+return {state, attempts, found[3] and 1 or 0}
 """
-"""Atomically mark a job started unless it was cancelled or already succeeded."""
+"""Atomically mark a job started unless it was cancelled or already succeeded.
+
+Returns [state found, attempts now, 1 if the record holds an earlier attempt's error]
+(one read, one write and the running index: three commands inside the script)."""
 
 
 GIVE_BACK_SCRIPT = """
@@ -153,3 +208,34 @@ return 1
 again, and this start does not count as an attempt (the job did not fail: its worker was
 scaled down). Only a record that still says `started` changes, so a job that finished
 meanwhile keeps its outcome. Returns 1 if the record changed."""
+
+
+REFUSE_SCRIPT = """
+-- KEYS[1] job hash; ARGV: job id, now, error JSON, dead-letters key prefix,
+-- running key prefix, record ttl, pending key prefix, and '1' when the start script ran
+-- for this very delivery (`jobyard.worker.delivery`): then the job never ran, though its
+-- record says started
+local state = redis.call('HGET', KEYS[1], 'state')
+local waiting = state == 'queued' or state == 'retrying' or state == 'scheduled'
+if not waiting and not (ARGV[8] == '1' and state == 'started') then return 0 end
+if state == 'started' then
+  -- undo what the start script wrote for this delivery
+  if tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > 0 then
+    redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+  end
+  redis.call('HDEL', KEYS[1], 'started_at', 'worker')
+end
+local queue = redis.call('HGET', KEYS[1], 'queue')
+redis.call('HSET', KEYS[1], 'state', 'dead', 'finished_at', ARGV[2], 'error', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+if queue then
+  redis.call('ZREM', ARGV[5] .. queue, ARGV[1])
+  redis.call('ZREM', ARGV[7] .. queue, ARGV[1])
+  redis.call('ZADD', ARGV[4] .. queue, ARGV[2], ARGV[1])
+end
+return 1
+"""
+"""A worker refused a message naming this job (it was never run): a record still waiting
+to run (queued, retrying, scheduled, or started by this delivery's own start script)
+becomes dead with the reason and joins its queue's dead letters. Any other record is left
+alone. Returns 1 if the record changed."""

@@ -139,6 +139,23 @@ def prepare_workflow(
     return PreparedWorkflow(wf_id, kind, now, [first, *prepared[1:]], [first])
 
 
+def chain_continuation(
+    app: Celery,
+    config: JobyardConfig,
+    registry: Registry,
+    records: Sequence[JobRecord],
+    *,
+    root_id: str,
+) -> list[dict[str, Any]]:
+    """The `chain` field of the message of `records[0]`, a chain member followed by the
+    rest of its chain in order (what `prepare_workflow` gives the first member)."""
+    signatures = [_signature(app, config, registry, record) for record in records]
+    canvas = chain(*signatures, app=app)
+    steps, _ = canvas.prepare_steps((), {}, canvas.tasks, root_id=root_id, app=app, clone=False)
+    steps.pop()  # records[0] itself
+    return [dict(step) for step in steps]
+
+
 def _signature(app: Celery, config: JobyardConfig, registry: Registry, record: JobRecord) -> Any:
     spec = registry.get(record.task)
     queue = config.queue(record.queue)

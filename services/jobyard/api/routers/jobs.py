@@ -161,8 +161,9 @@ async def enqueue_batch(
         now=now_s(),
     )
     pipe = client.pipeline(transaction=True)
-    for job in prepared:
-        store.plan_enqueue(pipe, job.record, job.message, result_ttl_s=limits.result_ttl_s)
+    store.plan_enqueue_many(
+        pipe, ((job.record, job.message) for job in prepared), result_ttl_s=limits.result_ttl_s
+    )
     await pipe.execute()
     metrics.count_enqueued_records(job.record for job in prepared)
     return JobList(jobs=[job.record for job in prepared])

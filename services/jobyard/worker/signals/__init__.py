@@ -4,6 +4,6 @@
 handler leaves on the request (`jobyard_start`, `jobyard_attempts`).
 """
 
-from jobyard.worker.signals import logs, metrics, records, tracing
+from jobyard.worker.signals import logs, metrics, pending, records, tracing
 
-__all__ = ["logs", "metrics", "records", "tracing"]
+__all__ = ["logs", "metrics", "pending", "records", "tracing"]

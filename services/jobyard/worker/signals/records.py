@@ -44,16 +44,23 @@ def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **_: Any)
     if not _is_jobyard(task):
         return
     client = _redis(task)
-    script = _start_scripts.get(id(client))
-    if script is None:
-        script = _start_scripts[id(client)] = client.register_script(store.START_SCRIPT)
     queue = queue_of(task)
     now = time.time()
-    state, attempts = script(
-        keys=[keys.job(task_id), keys.running(queue)],
-        args=[now, socket.gethostname(), task_id],
-    )
-    state = state.decode() if isinstance(state, bytes) else state
+    request = task.request
+    state = getattr(request, "jobyard_start", None)
+    if state is not None:
+        # Started when its message was delivered (`worker.delivery`).
+        attempts = getattr(request, "jobyard_attempts", 0)
+        had_error = getattr(request, "jobyard_had_error", True)
+    else:
+        script = _start_scripts.get(id(client))
+        if script is None:
+            script = _start_scripts[id(client)] = client.register_script(store.START_SCRIPT)
+        state, attempts, had_error = script(
+            keys=[keys.job(task_id), keys.running(queue)],
+            args=[now, socket.gethostname(), task_id],
+        )
+        state = state.decode() if isinstance(state, bytes) else state
     if state == "missing":
         # Published without a record (plain Celery send_task): create one now.
         record = JobRecord(
@@ -75,6 +82,7 @@ def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **_: Any)
         pipe.execute()
     task.request.jobyard_start = state
     task.request.jobyard_attempts = int(attempts) or None
+    task.request.jobyard_had_error = bool(had_error)
 
 
 def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
@@ -85,7 +93,12 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
         return
     pipe = _redis(sender).pipeline(transaction=False)
     store.plan_succeeded(
-        pipe, sender.request.id, queue_of(sender), result, result_ttl_s=_limits(sender)[0]
+        pipe,
+        sender.request.id,
+        queue_of(sender),
+        result,
+        result_ttl_s=_limits(sender)[0],
+        clear_error=getattr(sender.request, "jobyard_had_error", True),
     )
     pipe.execute()
 
