@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # checkov pins packaging<24, which pytest 9 cannot share: it gets its own venv.
 CHECKOV := $(VENV)/tools/checkov/bin/checkov
 
-.PHONY: help install run test test-fast lint typecheck fmt clean
+.PHONY: help install run test test-faults bench bench-quick lint fmt clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -14,7 +14,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 $(CHECKOV):
@@ -29,9 +29,18 @@ run: $(STAMP)  ## the local stack: embedded Redis, API on :8000, a worker per qu
 test: $(STAMP) $(CHECKOV)  ## every test (unit, integration, chart, monitoring, e2e) against real services
 	$(BIN)/pytest -q -p no:cacheprovider
 
+test-faults: $(STAMP)  ## only the fault-injection suite (tests/e2e)
+	$(BIN)/pytest -q -p no:cacheprovider tests/e2e
+
+bench: $(STAMP)  ## benchmarks against bare Celery, RQ, arq, dramatiq and Flower (< 20 min)
+	$(BIN)/python -m bench
+
+bench-quick: $(STAMP)  ## a short benchmark run
+	$(BIN)/python -m bench --quick
+
 lint: $(STAMP)  ## ruff and mypy --strict on services/
-	$(BIN)/ruff check services tests deploy/monitoring
-	$(BIN)/ruff format --check services tests deploy/monitoring
+	$(BIN)/ruff check services tests deploy/monitoring bench
+	$(BIN)/ruff format --check services tests deploy/monitoring bench
 	$(BIN)/mypy
 
 fmt: $(STAMP)
