@@ -331,22 +331,20 @@ def _wait_and_report(
     sys.exit(_exit_code_for(followed.record))
 
 
-_OUTPUT_TEXT = click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text for people, json for scripts.",
-)
-_OUTPUT_TABLE = click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for scripts.",
-)
+def _output_option(human: str) -> Callable[[F], F]:
+    """`-o/--output human|json`: `human` for people, json for scripts."""
+    return click.option(
+        "--output",
+        "-o",
+        type=click.Choice([human, "json"]),
+        default=human,
+        show_default=True,
+        help=f"{human} for people, json for scripts.",
+    )
+
+
+_OUTPUT_TEXT = _output_option("text")
+_OUTPUT_TABLE = _output_option("table")
 _TIMEOUT = click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
