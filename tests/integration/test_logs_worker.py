@@ -50,7 +50,11 @@ def test_every_line_is_json_with_the_job_lifecycle(
     spawn: Any, producer: Producer, redis_client: redis.Redis
 ) -> None:
     worker, ids = run_jobs(
-        spawn, producer, redis_client, ["obs.ok", "obs.flaky", "obs.doomed", "obs.broken"]
+        spawn,
+        producer,
+        redis_client,
+        ["obs.ok", "obs.flaky", "obs.doomed", "obs.broken"],
+        JOBYARD_LOG_LEVEL="DEBUG",
     )
     wait_until(lambda: worker.log().count('"event":"job ') >= 10, timeout_s=10)
     worker.stop()
@@ -71,7 +75,7 @@ def test_every_line_is_json_with_the_job_lifecycle(
     for e in (started, succeeded):
         assert (e["task"], e["queue"], e["attempt"]) == ("obs.ok", "default", 1)
         assert e["logger"] == "jobyard.jobs"
-    assert started["level"] == "info"
+    assert started["level"] == "debug"
     assert isinstance(succeeded["duration_s"], float) and 0 <= succeeded["duration_s"] < 5
 
     flaky = of("obs.flaky")
@@ -132,6 +136,8 @@ def test_console_format_is_readable(
     worker.stop()
     log = worker.log()
     assert not any(line.startswith("{") for line in log.splitlines())
+    # At INFO (the default) a job that succeeds logs one line: `job started` is DEBUG.
+    assert "job started" not in log
     (line,) = [ln for ln in log.splitlines() if "job succeeded" in ln]
     assert re.match(
         rf"^\d\d:\d\d:\d\d\.\d{{3}} INFO +jobyard\.jobs +job succeeded  job_id={ids['obs.ok']} "

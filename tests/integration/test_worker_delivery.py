@@ -1,19 +1,24 @@
 """The worker starts a job in the round trip that takes its message (`worker.delivery`):
 attempts are counted once, headers a producer copied are never trusted, and a Redis that
-lost its scripts only costs the fast path."""
+lost its scripts only costs the fast path. A success is written in the ack's round trip
+when the process that ran the job holds its delivery."""
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 from typing import Any
 
+import kombu
 import pytest
 import redis
 
-from jobyard.core import keys, store
+from jobyard.core import keys, store, transport
 from jobyard.core.bootstrap import bootstrap
 from jobyard.core.celery_app import create_celery
 from jobyard.core.enqueue import EnqueueRequest, prepare
+from jobyard.worker import delivery
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.integration
@@ -82,3 +87,73 @@ def test_lost_scripts_fall_back_to_starting_in_the_task(
         record = enqueuer.wait_succeeded(job_id)
         assert (record[b"attempts"], record[b"state"]) == (b"1", b"succeeded")
     assert redis_client.hlen(keys.KOMBU_UNACKED) == 0
+
+
+def _delivered(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, str]:
+    """A channel of jobyard's transport holding one delivered, unacknowledged message."""
+    monkeypatch.setattr(transport.Channel, "QoS", delivery.JobyardQoS)
+    conn = kombu.Connection(redis_url, transport=transport.Transport)
+    channel = conn.channel()
+    channel.queue_declare("default")
+    channel.basic_publish(channel.prepare_message("{}", headers={}), "", "default")
+    message = channel.basic_get("default", no_ack=False)
+    assert message is not None
+    return conn, channel, message.delivery_tag
+
+
+def test_success_write_joins_the_ack_round_trip(
+    redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn, channel, tag = _delivered(redis_url, monkeypatch)
+    qos = channel.qos
+    assert isinstance(qos, delivery.JobyardQoS)
+    assert redis_client.hlen(keys.KOMBU_UNACKED) == 1
+    executed: list[int] = []
+    client = qos._client()
+    real_pipeline = client.pipeline
+
+    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
+
+        def execute(*a: Any, **kw: Any) -> Any:
+            executed.append(len(pipe.command_stack))
+            return real_execute(*a, **kw)
+
+        pipe.execute = execute
+        return pipe
+
+    monkeypatch.setattr(client, "pipeline", counting_pipeline)
+    plan = functools.partial(
+        store.plan_succeeded, job_id="j1", queue="default", result=7, result_ttl_s=60
+    )
+    assert delivery.defer_to_ack(tag, plan) is True
+    assert redis_client.exists(keys.job("j1")) == 0  # nothing written before the ack
+    channel.basic_ack(tag)
+    # One pipeline: the success write (HSET, HDEL, EXPIRE, 2 ZREM) and the ack (ZREM, HDEL).
+    assert executed == [7]
+    assert redis_client.hget(keys.job("j1"), "state") == b"succeeded"
+    assert redis_client.hlen(keys.KOMBU_UNACKED) == 0
+    assert redis_client.zcard(keys.KOMBU_UNACKED_INDEX) == 0
+    conn.release()
+
+
+def test_nothing_is_deferred_to_a_delivery_this_process_does_not_hold(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn, channel, tag = _delivered(redis_url, monkeypatch)
+
+    def plan(pipe: Any) -> None:
+        raise AssertionError("must not be deferred")
+
+    assert delivery.defer_to_ack("not-a-delivered-tag", plan) is False
+    assert delivery.defer_to_ack(None, plan) is False
+    # A prefork child inherits its parent's QoS with the parent's deliveries in it: the
+    # parent acknowledges those, so the child must write itself.
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if delivery.defer_to_ack(tag, plan) is False else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    channel.basic_ack(tag)
+    conn.release()

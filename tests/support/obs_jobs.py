@@ -7,6 +7,8 @@ Each ends in one known way, so tests can assert exact outcome counts:
 - `obs.doomed`: retries once, then is dead-lettered (retryable error on every attempt)
 - `obs.broken`: fails at once (permanent error)
 - `obs.stubborn`: ignores its soft time limit and is killed at its hard one (1 s)
+- `obs.touch`: succeeds after one Redis command of its own (`INCRBY obs:touched 1` on
+  `ctx.redis`)
 """
 
 from __future__ import annotations
@@ -75,3 +77,9 @@ def stubborn(ctx: JobContext, args: NoArgs) -> None:
             time.sleep(0.05)
         except SoftTimeLimitExceeded:
             continue
+
+
+@job("obs.touch", args=NoArgs, queue="default", retry=TWO_FAST_ATTEMPTS)
+def touch(ctx: JobContext, args: NoArgs) -> int:
+    """One Redis command on the job's own client, then succeed."""
+    return int(ctx.redis.incr("obs:touched"))

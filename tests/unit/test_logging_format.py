@@ -6,6 +6,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from celery.app import trace as celery_trace
@@ -48,6 +49,29 @@ def restore_root() -> Iterator[None]:
 
 def test_rfc3339_is_utc_with_milliseconds() -> None:
     assert rfc3339(TS) == "2025-01-02T03:04:05.678Z"
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [0.0, 1.0, TS, 1735787045.9994, 1735787045.9999996, 1735787045.0005, 690808566.8709998],
+)
+def test_rfc3339_agrees_with_datetime_across_second_boundaries(ts: float) -> None:
+    # The per-second prefix is cached: a stale prefix or a millisecond rounding that
+    # differs from datetime's would show here (each case after a different second).
+    rfc3339(ts - 1.5)
+    expected = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    assert rfc3339(ts) == expected
+
+
+def test_configure_logging_keeps_celerys_per_task_info_lines_from_being_built(
+    restore_root: None,
+) -> None:
+    configure_logging(Settings(), "worker", stream=io.StringIO())
+    # Celery decides once per tracer whether to build its "succeeded" line (with a repr of
+    # the result): at WARNING it never does.
+    assert not logging.getLogger("celery.app.trace").isEnabledFor(logging.INFO)
+    assert not logging.getLogger("celery.worker.strategy").isEnabledFor(logging.INFO)
+    assert logging.getLogger("celery.app.trace").isEnabledFor(logging.ERROR)
 
 
 def test_json_line_carries_the_job_fields() -> None:

@@ -62,8 +62,12 @@ class QueueConfig(_Strict):
     max_replicas: Annotated[int, Field(ge=1, le=1000)] = 10
     backlog_per_replica: Annotated[int, Field(ge=1, le=1_000_000)] = 20
     """Waiting jobs one worker replica is expected to absorb (KEDA `listLength`)."""
-    max_tasks_per_child: Annotated[int, Field(ge=1)] | None = 1000
+    max_tasks_per_child: Annotated[int, Field(ge=1)] | None = None
+    """Jobs a prefork child runs before it is replaced; None (the default, as in Celery):
+    never. Each replacement costs a fork and the child's warm-up (100-200 ms of CPU) and
+    delays the jobs waiting for it; `max_memory_per_child_kib` is the leak guard."""
     max_memory_per_child_kib: Annotated[int, Field(ge=1024)] | None = 512_000
+    """Resident memory after which a child is replaced once its job ends; None: never."""
     shutdown_grace_s: Annotated[float, Field(ge=0, le=3600)] = 30
     """How long a SIGTERMed worker lets running jobs finish before requeueing them."""
     alerts: QueueAlerts = Field(default_factory=QueueAlerts)

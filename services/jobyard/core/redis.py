@@ -20,11 +20,15 @@ def sync_client(url: str) -> redis.Redis:
         with _lock:
             client = _clients.get(key)
             if client is None:
-                client = redis.Redis.from_url(
-                    url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
-                )
-                _clients[key] = client
+                client = _clients[key] = new_sync_client(url)
     return client
+
+
+def new_sync_client(url: str) -> redis.Redis:
+    """A new client with jobyard's timeouts (prefer :func:`sync_client`'s shared one)."""
+    return redis.Redis.from_url(
+        url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+    )
 
 
 def async_client(url: str) -> redis.asyncio.Redis:

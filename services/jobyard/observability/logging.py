@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 import traceback
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
@@ -101,9 +102,19 @@ class TraceIdFilter(logging.Filter):
         return True
 
 
+_second_prefix: list[Any] = [None, ""]
+
+
 def rfc3339(ts: float) -> str:
     """`2025-01-02T03:04:05.678Z` (UTC, milliseconds)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    second = int(ts)
+    micros = round((ts - second) * 1_000_000)  # as datetime rounds
+    if micros >= 1_000_000:
+        second, micros = second + 1, 0
+    if _second_prefix[0] != second:
+        # Formatting the date and time once per second, not once per record.
+        _second_prefix[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second_prefix[1]}.{micros // 1000:03d}Z"
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -192,9 +203,17 @@ def configure_logging(
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
-    # Libraries that log every request/connection at INFO.
-    for name in ("httpx", "httpcore", "urllib3"):
+    # Libraries that log every request/connection at INFO; and Celery's per-task INFO
+    # lines, which jobyard's job events replace: at WARNING Celery does not even build
+    # them (it decides once, when it builds a task's tracer).
+    for name in ("httpx", "httpcore", "urllib3", "celery.app.trace", "celery.worker.strategy"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # No formatter here shows the caller's file and line, thread or process: skip
+    # collecting them for every record (the switches the logging docs name for speed).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logging.captureWarnings(True)
     _keep_celery_off_logging()
     _billiard_errors_to(handler)

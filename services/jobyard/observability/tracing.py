@@ -137,6 +137,13 @@ def instrument_redis(provider: Any) -> None:
         instrumentor.instrument(tracer_provider=provider)
 
 
+def instrument_redis_client(client: Any, provider: Any) -> None:
+    """Spans for the commands of one redis-py client (not of every client in the process)."""
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    RedisInstrumentor.instrument_client(client, tracer_provider=provider)
+
+
 def instrument_celery(provider: Any) -> None:
     """A CONSUMER span per task run, continuing the trace of the message's `traceparent`."""
     from opentelemetry.instrumentation.celery import CeleryInstrumentor

@@ -14,22 +14,30 @@ task in the message headers (:data:`START_HEADERS`), so `signals.records` does n
 again. A message with an ETA (a retry with a countdown) waits in the worker until it is
 due, so it is started when it runs, as before.
 
-Per job this leaves BRPOP, the delivery pipeline, the success write and the ack: one round
-trip, two client constructions and four Redis commands fewer than kombu's defaults plus a
-separate start script.
+When the job runs in the process that acknowledges its message (the solo and threads
+pools; a prefork child's result is acknowledged by the parent), the success write joins
+the ack's pipeline (:func:`defer_to_ack`): the record says `succeeded` in the same round
+trip that removes the message from `unacked`.
+
+Per job this leaves BRPOP, the delivery pipeline and the ack (with the success write):
+two round trips, two client constructions and four Redis commands fewer than kombu's
+defaults plus a separate start script and success write.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import time
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps
 
-from jobyard.core import keys, store
+from jobyard.core import keys, store, transport
 
 START_HEADERS = ("jobyard_start", "jobyard_attempts", "jobyard_had_error")
 """Headers that carry the start script's result to the task (stripped from every incoming
@@ -37,11 +45,22 @@ message first, so a header copied into a retried message is never trusted)."""
 
 _settings = {"fold_start": True}
 
+Plan = Callable[[Any], None]
+"""Plans writes onto a redis-py pipeline (the `store.plan_*` helpers, partially applied)."""
+
+_live: weakref.WeakSet[JobyardQoS] = weakref.WeakSet()
+
 
 class JobyardQoS(kombu_redis.QoS):  # type: ignore[misc]
     """kombu's Redis QoS with one client per channel, plain pipelines and the job start."""
 
     _start_sha: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pid = os.getpid()
+        self._deferred: dict[str, Plan] = {}
+        _live.add(self)
 
     def _client(self) -> Any:
         client = getattr(self, "_jobyard_client", None)
@@ -92,12 +111,16 @@ class JobyardQoS(kombu_redis.QoS):  # type: ignore[misc]
 
     def ack(self, delivery_tag: str) -> None:
         pipe = self._client().pipeline(transaction=False)
+        deferred = self._deferred.pop(delivery_tag, None)
+        if deferred is not None:
+            deferred(pipe)
         pipe.zrem(self.unacked_index_key, delivery_tag)
         pipe.hdel(self.unacked_key, delivery_tag)
         pipe.execute()
         virtual.QoS.ack(self, delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        self._deferred.pop(delivery_tag, None)
         if requeue:
             self.restore_by_tag(delivery_tag, leftmost=True)
             virtual.QoS.ack(self, delivery_tag)
@@ -105,7 +128,22 @@ class JobyardQoS(kombu_redis.QoS):  # type: ignore[misc]
             self.ack(delivery_tag)
 
 
+def defer_to_ack(delivery_tag: Any, plan: Plan) -> bool:
+    """Run `plan` in the pipeline that acknowledges `delivery_tag`, if this process holds
+    that delivery unacknowledged; False (nothing deferred) otherwise: the caller writes."""
+    if not isinstance(delivery_tag, str):
+        return False
+    pid = os.getpid()
+    for qos in list(_live):
+        # A prefork child inherits its parent's QoS objects: never defer to a copy.
+        if qos._pid == pid and delivery_tag in qos._delivered:
+            qos._deferred[delivery_tag] = plan
+            return True
+    return False
+
+
 def install(*, fold_start: bool = True) -> None:
-    """Make kombu's Redis channels of this (worker) process use :class:`JobyardQoS`."""
+    """Make jobyard's Redis transport channels (`core.transport`) use :class:`JobyardQoS`
+    in this (worker) process."""
     _settings["fold_start"] = fold_start
-    kombu_redis.Channel.QoS = JobyardQoS
+    transport.Channel.QoS = JobyardQoS

@@ -10,17 +10,20 @@ decides, and leaves its decision on the Celery request for them to read:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from celery import Task
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 from pydantic import ValidationError
 
 from jobyard.core.context import JobContext
-from jobyard.core.redis import sync_client
+from jobyard.core.redis import new_sync_client
 from jobyard.core.registry import JobCancelled, JobSpec, PermanentError, RetryableError
+from jobyard.observability import tracing
 
 
 class JobArgumentsError(PermanentError):
@@ -44,6 +47,24 @@ def attempt_of(task: Task) -> int:
     """
     counted = getattr(task.request, "jobyard_attempts", None)
     return int(counted) if counted else int(task.request.retries or 0) + 1
+
+
+_job_clients: dict[tuple[int, str], redis.Redis] = {}
+
+
+def job_redis(url: str) -> redis.Redis:
+    """The Redis client jobs get as `ctx.redis`: one per process (a forked child gets its
+    own), apart from jobyard's bookkeeping client so that only the job's commands are
+    traced when tracing is on."""
+    key = (os.getpid(), url)
+    client = _job_clients.get(key)
+    if client is None:
+        client = new_sync_client(url)
+        provider = tracing.current_provider()
+        if provider is not None:
+            tracing.instrument_redis_client(client, provider)
+        _job_clients[key] = client
+    return client
 
 
 class JobCrashedError(Exception):
@@ -91,7 +112,7 @@ def execute(task: Task, spec: JobSpec[Any], kwargs: dict[str, Any]) -> Any:
         attempt=attempt,
         max_attempts=spec.retry.max_attempts,
         settings=settings,
-        redis=sync_client(settings.redis_url),
+        redis=job_redis(settings.redis_url),
         config=task.app.jobyard_config,
     )
     try:

@@ -1,7 +1,8 @@
 """Job lifecycle log events from Celery's task signals (one concern: logs).
 
 Events, on the `jobyard.jobs` logger, each with `job_id`, `task`, `queue`, `attempt` and
-`trace_id` (when traced): `job started`, `job succeeded` (`duration_s`), `job retrying`
+`trace_id` (when traced): `job started` (at DEBUG: at INFO a job that succeeds logs one
+line), `job succeeded` (`duration_s`), `job retrying`
 (`error`, `retry_in_s`), `job failed` and `job dead-lettered` (`error`, `duration_s`),
 `job requeued` (its process was lost), `job skipped` (cancelled while queued, or already
 succeeded).
@@ -77,7 +78,8 @@ def on_prerun(sender: Any = None, task: Any = None, **_: Any) -> None:
         log.info("job skipped: %s", reason, extra=_fields(task))
         return
     setattr(task.request, _T0, time.perf_counter())
-    log.info("job started", extra=_fields(task))
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("job started", extra=_fields(task))
 
 
 def on_success(sender: Any = None, **_: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 from typing import Any
@@ -14,6 +15,7 @@ from celery.signals import task_failure, task_prerun, task_retry, task_success
 from jobyard.core import keys, store
 from jobyard.core.records import JobError, JobRecord, JobState
 from jobyard.core.redis import sync_client
+from jobyard.worker import delivery
 from jobyard.worker.execution import queue_of
 
 _start_scripts: dict[int, Any] = {}
@@ -91,16 +93,20 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
         "succeeded",
     ):
         return
-    pipe = _redis(sender).pipeline(transaction=False)
-    store.plan_succeeded(
-        pipe,
-        sender.request.id,
-        queue_of(sender),
-        result,
+    request = sender.request
+    plan = functools.partial(
+        store.plan_succeeded,
+        job_id=request.id,
+        queue=queue_of(sender),
+        result=result,
         result_ttl_s=_limits(sender)[0],
-        clear_error=getattr(sender.request, "jobyard_had_error", True),
+        clear_error=getattr(request, "jobyard_had_error", True),
     )
-    pipe.execute()
+    tag = (getattr(request, "properties", None) or {}).get("delivery_tag")
+    if not delivery.defer_to_ack(tag, plan):
+        pipe = _redis(sender).pipeline(transaction=False)
+        plan(pipe)
+        pipe.execute()
 
 
 def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:

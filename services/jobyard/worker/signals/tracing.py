@@ -1,9 +1,12 @@
 """Tracing in worker processes (one concern: traces).
 
 Each prefork child sets up its own tracer provider when it starts (`worker_process_init`:
-the batch span processor's thread does not survive a fork) and instruments Celery and
-redis-py there; the Celery instrumentation opens the run span of each job as a child of
-the `traceparent` its message carries (put there at enqueue). A child flushes its spans
+the batch span processor's thread does not survive a fork) and instruments Celery there;
+the Celery instrumentation opens the run span of each job as a child of the `traceparent`
+its message carries (put there at enqueue). Of redis-py, only the job's own client
+(`JobContext.redis`, see `worker.execution.job_redis`) is traced: jobyard's bookkeeping
+(kombu's polls and acks, record writes) is the same few commands for every job, and
+wrapping it cost 100-250 µs per job with the sampler off. A child flushes its spans
 when it exits (`worker_process_shutdown`: recycled after `max_tasks_per_child`, or at
 shutdown), and the solo pool's process at `worker_shutdown`.
 
@@ -49,7 +52,6 @@ def on_process_init(**_: Any) -> None:
     provider = tracing.configure_tracing("worker")
     if provider is not None:
         tracing.instrument_celery(provider)
-        tracing.instrument_redis(provider)
 
 
 def on_process_shutdown(**_: Any) -> None:
