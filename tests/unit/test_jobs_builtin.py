@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,17 @@ def test_sample_config_has_every_builtin_queue() -> None:
         "webhook.deliver",
     ]
     check_queues(builtins, config.queue_names)
+
+
+def test_registering_the_builtin_jobs_does_not_import_httpx() -> None:
+    # Every worker registers every built-in job; only one that delivers a webhook should
+    # pay httpx's import (about 9 MiB per process).
+    code = (
+        "import sys; from jobyard.core.registry import load_job_modules; "
+        "registry = load_job_modules([]); assert registry.get('webhook.deliver'); "
+        "print('httpx' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "False", out.stderr
