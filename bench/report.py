@@ -35,6 +35,16 @@ def _ratio(value: float | None, base: float | None) -> str:
     return f"{value / base:.2f}×"
 
 
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table (header, separator, rows) followed by a blank line."""
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+    ]
+
+
 def figures(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's figures: what was measured, against which target, met or not."""
     out: list[dict[str, Any]] = []
@@ -125,11 +135,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     figs = figures(report)
     if figs:
-        lines += ["## Figures", "", "| figure | target | measured | met |", "|---|---|---|---|"]
-        for fig in figs:
-            met = {True: "yes", False: "**no**", None: "–"}[fig["met"]]
-            lines.append(f"| {fig['figure']} | {fig['target']} | {fig['measured']} | {met} |")
-        lines.append("")
+        met = {True: "yes", False: "**no**", None: "–"}
+        lines += [
+            "## Figures",
+            "",
+            *_table(
+                ["figure", "target", "measured", "met"],
+                [[f["figure"], f["target"], f["measured"], met[f["met"]]] for f in figs],
+            ),
+        ]
     if "drain" in report:
         lines += _drain_section(report)
     if "latency" in report:
@@ -156,32 +170,24 @@ def _drain_section(report: dict[str, Any]) -> list[str]:
         "they finished by then (marked *).",
         "",
     ]
+    header = ["system", "jobs/s", "× Celery", "CPU µs/job", "× Celery", "Redis cmds/job"]
+    header += ["peak RSS MiB", "× Celery", "peak PSS MiB", "× Celery"]
     for mode in plan["drain_modes"]:
         base = drain.get(BASELINE, {}).get(mode)
-        lines += [
-            f"### {mode}",
-            "",
-            "| system | jobs/s | × Celery | CPU µs/job | × Celery | Redis cmds/job "
-            "| peak RSS MiB | × Celery | peak PSS MiB | × Celery |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
+        rows = []
         for name, modes in drain.items():
             b = modes.get(mode)
             if b is None:
                 continue
             capped = any(r.get("capped") for r in b.get("runs", []))
-            lines.append(
-                f"| {name}{' *' if capped else ''} | {_cell(b, 'jobs_per_s')} "
-                f"| {_ratio(_med(b, 'jobs_per_s'), _med(base, 'jobs_per_s'))} "
-                f"| {_cell(b, 'cpu_us_per_job')} "
-                f"| {_ratio(_med(b, 'cpu_us_per_job'), _med(base, 'cpu_us_per_job'))} "
-                f"| {_cell(b, 'redis_commands_per_job', '{:.1f}')} "
-                f"| {_cell(b, 'peak_rss_mib')} "
-                f"| {_ratio(_med(b, 'peak_rss_mib'), _med(base, 'peak_rss_mib'))} "
-                f"| {_cell(b, 'peak_pss_mib')} "
-                f"| {_ratio(_med(b, 'peak_pss_mib'), _med(base, 'peak_pss_mib'))} |"
-            )
-        lines.append("")
+            row = [f"{name}{' *' if capped else ''}"]
+            for metric in ("jobs_per_s", "cpu_us_per_job"):
+                row += [_cell(b, metric), _ratio(_med(b, metric), _med(base, metric))]
+            row.append(_cell(b, "redis_commands_per_job", "{:.1f}"))
+            for metric in ("peak_rss_mib", "peak_pss_mib"):
+                row += [_cell(b, metric), _ratio(_med(b, metric), _med(base, metric))]
+            rows.append(row)
+        lines += [f"### {mode}", "", *_table(header, rows)]
     return lines
 
 
@@ -205,24 +211,31 @@ def _latency_section(report: dict[str, Any]) -> list[str]:
     ]
     for phase in ("fixed", "near_saturation"):
         base = lat.get(BASELINE, {}).get(phase)
-        lines += [
-            f"### {phase}",
-            "",
-            "| system | rate/s (achieved) | p50 ms | p95 ms | p99 ms | max ms | p99 × Celery |",
-            "|---|---|---|---|---|---|---|",
-        ]
+        rows = []
         for name, block in lat.items():
             b = block.get(phase)
             rate = _med(b, "rate_per_s")
             achieved = _med(b, "achieved_rate_per_s")
             rate_cell = "–" if rate is None else f"{rate:.0f} ({achieved or 0:.0f})"
-            lines.append(
-                f"| {name} | {rate_cell} "
-                f"| {_cell(b, 'p50_ms', '{:.1f}')} | {_cell(b, 'p95_ms', '{:.1f}')} "
-                f"| {_cell(b, 'p99_ms', '{:.1f}')} | {_cell(b, 'max_ms', '{:.1f}')} "
-                f"| {_ratio(_med(b, 'p99_ms'), _med(base, 'p99_ms'))} |"
-            )
-        lines.append("")
+            quantiles = [_cell(b, q, "{:.1f}") for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")]
+            ratio = _ratio(_med(b, "p99_ms"), _med(base, "p99_ms"))
+            rows.append([name, rate_cell, *quantiles, ratio])
+        lines += [
+            f"### {phase}",
+            "",
+            *_table(
+                [
+                    "system",
+                    "rate/s (achieved)",
+                    "p50 ms",
+                    "p95 ms",
+                    "p99 ms",
+                    "max ms",
+                    "p99 × Celery",
+                ],
+                rows,
+            ),
+        ]
     return lines
 
 
@@ -234,17 +247,21 @@ def _http_section(report: dict[str, Any]) -> list[str]:
         f"## HTTP enqueue: {plan['http_clients']} concurrent clients, "
         f"{plan['http_duration_s']:g} s per measurement",
         "",
-        "| endpoint | jobs/s | × Flower | requests/s | p50 ms | p99 ms | server CPU µs/job |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for name, b in http.items():
-        lines.append(
-            f"| {name} | {_cell(b, 'jobs_per_s')} "
-            f"| {_ratio(_med(b, 'jobs_per_s'), _med(flower, 'jobs_per_s'))} "
-            f"| {_cell(b, 'requests_per_s')} | {_cell(b, 'p50_ms', '{:.1f}')} "
-            f"| {_cell(b, 'p99_ms', '{:.1f}')} | {_cell(b, 'server_cpu_us_per_job')} |"
-        )
-    return [*lines, ""]
+    rows = [
+        [
+            name,
+            _cell(b, "jobs_per_s"),
+            _ratio(_med(b, "jobs_per_s"), _med(flower, "jobs_per_s")),
+            _cell(b, "requests_per_s"),
+            _cell(b, "p50_ms", "{:.1f}"),
+            _cell(b, "p99_ms", "{:.1f}"),
+            _cell(b, "server_cpu_us_per_job"),
+        ]
+        for name, b in http.items()
+    ]
+    header = ["endpoint", "jobs/s", "× Flower", "requests/s", "p50 ms", "p99 ms"]
+    return lines + _table([*header, "server CPU µs/job"], rows)
 
 
 def _scale_section(report: dict[str, Any]) -> list[str]:
@@ -254,13 +271,22 @@ def _scale_section(report: dict[str, Any]) -> list[str]:
     return [
         f"## Scale: {s['queued_jobs']:,} queued jobs over 10 queues",
         "",
-        "| Redis bytes per queued job (record + message + indexes) | fill time s "
-        "| GET /v1/queues ms, empty → backlog | /metrics ms, empty → backlog |",
-        "|---|---|---|---|",
-        f"| {s['bytes_per_job']:.0f} | {s['fill_s']:.1f} "
-        f"| {s['empty']['queues_ms']:.1f} → {s['backlog']['queues_ms']:.1f} "
-        f"| {s['empty']['metrics_ms']:.1f} → {s['backlog']['metrics_ms']:.1f} |",
-        "",
+        *_table(
+            [
+                "Redis bytes per queued job (record + message + indexes)",
+                "fill time s",
+                "GET /v1/queues ms, empty → backlog",
+                "/metrics ms, empty → backlog",
+            ],
+            [
+                [
+                    f"{s['bytes_per_job']:.0f}",
+                    f"{s['fill_s']:.1f}",
+                    f"{s['empty']['queues_ms']:.1f} → {s['backlog']['queues_ms']:.1f}",
+                    f"{s['empty']['metrics_ms']:.1f} → {s['backlog']['metrics_ms']:.1f}",
+                ]
+            ],
+        ),
         "Latencies are medians of sequential requests.",
         "",
     ]

@@ -18,6 +18,7 @@ from jobyard.core import keys, store, transport
 from jobyard.core.bootstrap import bootstrap
 from jobyard.core.celery_app import create_celery
 from jobyard.core.enqueue import EnqueueRequest, prepare
+from jobyard.core.redis import CommandBatch
 from jobyard.worker import delivery
 from tests.support.processes import wait_until
 
@@ -109,28 +110,20 @@ def test_success_write_joins_the_ack_round_trip(
     assert isinstance(qos, delivery.JobyardQoS)
     assert redis_client.hlen(keys.KOMBU_UNACKED) == 1
     executed: list[int] = []
-    client = qos._client()
-    real_pipeline = client.pipeline
 
-    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
-        pipe = real_pipeline(*args, **kwargs)
-        real_execute = pipe.execute
+    class CountingBatch(CommandBatch):
+        def execute(self) -> list[Any]:
+            executed.append(len(self))
+            return super().execute()
 
-        def execute(*a: Any, **kw: Any) -> Any:
-            executed.append(len(pipe.command_stack))
-            return real_execute(*a, **kw)
-
-        pipe.execute = execute
-        return pipe
-
-    monkeypatch.setattr(client, "pipeline", counting_pipeline)
+    monkeypatch.setattr(delivery, "CommandBatch", CountingBatch)
     plan = functools.partial(
         store.plan_succeeded, job_id="j1", queue="default", result=7, result_ttl_s=60
     )
     assert delivery.defer_to_ack(tag, plan) is True
     assert redis_client.exists(keys.job("j1")) == 0  # nothing written before the ack
     channel.basic_ack(tag)
-    # One pipeline: the success write (HSET, HDEL, EXPIRE, 2 ZREM) and the ack (ZREM, HDEL).
+    # One round trip: the success write (HSET, HDEL, EXPIRE, 2 ZREM) and the ack (ZREM, HDEL).
     assert executed == [7]
     assert redis_client.hget(keys.job("j1"), "state") == b"succeeded"
     assert redis_client.hlen(keys.KOMBU_UNACKED) == 0
@@ -157,3 +150,31 @@ def test_nothing_is_deferred_to_a_delivery_this_process_does_not_hold(
     assert os.waitstatus_to_exitcode(status) == 0
     channel.basic_ack(tag)
     conn.release()
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_a_busy_queue_is_taken_with_the_script_and_bad_entries_are_dropped(
+    spawn: Any, enqueuer: Enqueuer, redis_client: redis.Redis, pool: str
+) -> None:
+    # Queued before the worker starts: its first poll is a BRPOP, every later one the
+    # take script, which must cope with entries that are not envelopes.
+    first = enqueuer.enqueue()
+    redis_client.lpush("default", b"\xff not json")
+    redis_client.lpush("default", '{"not": "an envelope"}')
+    rest = [enqueuer.enqueue() for _ in range(20)]
+    redis_client.config_resetstat()
+    worker = spawn("worker", "--queue", "default", "--pool", pool)
+    for job_id in (first, *rest):
+        record = enqueuer.wait_succeeded(job_id)
+        assert (record[b"attempts"], record[b"state"]) == (b"1", b"succeeded")
+    stats = redis_client.info("commandstats")
+    # RPOP runs only inside the take script: it took most of the 22 entries.
+    assert stats.get("cmdstat_rpop", {}).get("calls", 0) >= 15, stats.get("cmdstat_rpop")
+    assert stats.get("cmdstat_brpop", {}).get("calls", 0) < 10
+    log = worker.log()
+    assert "dropped a queue entry that is not JSON" in log
+    assert "dropped a malformed entry of queue default" in log
+    assert worker.popen.poll() is None
+    assert redis_client.llen("default") == 0
+    assert redis_client.hlen(keys.KOMBU_UNACKED) == 0
+    assert redis_client.zcard(keys.running("default")) == 0

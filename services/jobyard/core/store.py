@@ -176,18 +176,29 @@ def plan_cancelled(pipe: Pipe, job_id: str, queue: str) -> None:
     pipe.hdel(keys.SCHEDULED_MESSAGES, job_id)
 
 
-START_SCRIPT = """
--- KEYS[1] job hash, KEYS[2] running zset; ARGV: now, worker, job id
-local found = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'error')
-local state = found[1]
-if not state then return {'missing', 0, 0} end
-if state == 'cancelled' or state == 'succeeded' then return {state, 0, 0} end
-local attempts = (tonumber(found[2]) or 0) + 1
-redis.call('HSET', KEYS[1], 'state', 'started', 'started_at', ARGV[1], 'worker', ARGV[2],
-           'attempts', attempts)
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
-return {state, attempts, found[3] and 1 or 0}
+START_FUNCTION = """
+local function start_job(job_key, running_key, now, worker, job_id)
+  local found = redis.call('HMGET', job_key, 'state', 'attempts', 'error')
+  local state = found[1]
+  if not state then return {'missing', 0, 0} end
+  if state == 'cancelled' or state == 'succeeded' then return {state, 0, 0} end
+  local attempts = (tonumber(found[2]) or 0) + 1
+  redis.call('HSET', job_key, 'state', 'started', 'started_at', now, 'worker', worker,
+             'attempts', attempts)
+  redis.call('ZADD', running_key, now, job_id)
+  return {state, attempts, found[3] and 1 or 0}
+end
 """
+"""The start of a job as a Lua function, shared by :data:`START_SCRIPT` and the worker's
+take script (`jobyard.worker.delivery`)."""
+
+START_SCRIPT = (
+    START_FUNCTION
+    + """
+-- KEYS[1] job hash, KEYS[2] running zset; ARGV: now, worker, job id
+return start_job(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+"""
+)
 """Atomically mark a job started unless it was cancelled or already succeeded.
 
 Returns [state found, attempts now, 1 if the record holds an earlier attempt's error]

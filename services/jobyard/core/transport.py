@@ -65,18 +65,30 @@ def _shown(value: Any) -> str:
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
 
+def _not_json(exc: json.JSONDecodeError | UnicodeDecodeError) -> kombu_redis.Empty:
+    entry = exc.doc if isinstance(exc, json.JSONDecodeError) else exc.object
+    log.error(
+        "dropped a queue entry that is not JSON (not a job message): %s",
+        _shown(entry),
+        extra={"reason": "not JSON"},
+    )
+    return kombu_redis.Empty()
+
+
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
     def _brpop_read(self, **options: Any) -> Any:
         try:
             return super()._brpop_read(**options)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            entry = exc.doc if isinstance(exc, json.JSONDecodeError) else exc.object
-            log.error(
-                "dropped a queue entry that is not JSON (not a job message): %s",
-                _shown(entry),
-                extra={"reason": "not JSON"},
-            )
-            raise kombu_redis.Empty() from exc
+            raise _not_json(exc) from exc
+
+    def _decode_entry(self, entry: bytes | str) -> Any:
+        """A popped queue entry as JSON; an entry that is not JSON is logged and dropped
+        (raises kombu's `Empty`, as a poll that found nothing)."""
+        try:
+            return json.loads(entry.decode() if isinstance(entry, bytes) else entry)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise _not_json(exc) from exc
 
 
 class Transport(kombu_redis.Transport):  # type: ignore[misc]

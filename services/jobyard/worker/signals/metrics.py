@@ -88,32 +88,66 @@ def _labels(task: Task) -> tuple[str, str]:
     return queue_of(task), task.name
 
 
+class _Series:
+    """The labelled series of one (queue, task), looked up once per process."""
+
+    __slots__ = ("finished", "queue", "run", "running", "task", "wait")
+
+    def __init__(self, queue: str, task: str) -> None:
+        self.queue, self.task = queue, task
+        self.running = metrics.jobs_running().labels(queue=queue, task=task)
+        self.wait = metrics.job_queue_wait().labels(queue=queue, task=task)
+        self.run = metrics.job_run_duration().labels(queue=queue, task=task)
+        self.finished: dict[str, Any] = {}
+
+    def finished_total(self, outcome: str) -> Any:
+        child = self.finished.get(outcome)
+        if child is None:
+            child = self.finished[outcome] = metrics.jobs_finished().labels(
+                queue=self.queue, task=self.task, outcome=outcome
+            )
+        return child
+
+
+_series_by_labels: dict[tuple[int, str, str], _Series] = {}
+
+
+def _series(task: Task) -> _Series:
+    queue, name = _labels(task)
+    # Keyed by pid too: a forked child must not write through its parent's value objects.
+    key = (os.getpid(), queue, name)
+    series = _series_by_labels.get(key)
+    if series is None:
+        series = _series_by_labels[key] = _Series(queue, name)
+    return series
+
+
 def _run_s(task: Task) -> float | None:
     t0 = getattr(task.request, _T0, None)
     return None if t0 is None else time.perf_counter() - t0
 
 
 def _finished(task: Task, outcome: str) -> None:
-    queue, name = _labels(task)
-    metrics.jobs_finished().labels(queue=queue, task=name, outcome=outcome).inc()
+    series = _series(task)
+    series.finished_total(outcome).inc()
     run_s = _run_s(task)
     if run_s is not None:
-        metrics.job_run_duration().labels(queue=queue, task=name).observe(run_s)
+        series.run.observe(run_s)
 
 
 def on_prerun(sender: Any = None, task: Any = None, **_: Any) -> None:
     if not _is_jobyard(task):
         return
     request = task.request
-    queue, name = _labels(task)
-    metrics.jobs_running().labels(queue=queue, task=name).inc()
+    series = _series(task)
+    series.running.inc()
     setattr(request, _RUNNING, True)
     if getattr(request, "jobyard_start", None) in _SKIPPED_STARTS:
         return
     setattr(request, _T0, time.perf_counter())
     due = due_at(request)
     if due is not None:
-        metrics.job_queue_wait().labels(queue=queue, task=name).observe(max(0.0, time.time() - due))
+        series.wait.observe(max(0.0, time.time() - due))
 
 
 def on_success(sender: Any = None, **_: Any) -> None:
@@ -172,12 +206,10 @@ def on_postrun(sender: Any = None, task: Any = None, state: Any = None, **_: Any
         return
     request = task.request
     if getattr(request, _RUNNING, False):
-        queue, name = _labels(task)
-        metrics.jobs_running().labels(queue=queue, task=name).dec()
+        _series(task).running.dec()
         setattr(request, _RUNNING, False)
     if getattr(request, "jobyard_start", None) == "cancelled":
-        queue, name = _labels(task)
-        metrics.jobs_finished().labels(queue=queue, task=name, outcome="cancelled").inc()
+        _series(task).finished_total("cancelled").inc()
 
 
 def on_process_shutdown(pid: int | None = None, **_: Any) -> None:

@@ -14,7 +14,7 @@ from celery.signals import task_failure, task_prerun, task_retry, task_success
 
 from jobyard.core import keys, store
 from jobyard.core.records import JobError, JobRecord, JobState
-from jobyard.core.redis import sync_client
+from jobyard.core.redis import CommandBatch, sync_client
 from jobyard.worker import delivery
 from jobyard.worker.execution import queue_of
 
@@ -104,9 +104,11 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     )
     tag = (getattr(request, "properties", None) or {}).get("delivery_tag")
     if not delivery.defer_to_ack(tag, plan):
-        pipe = _redis(sender).pipeline(transaction=False)
-        plan(pipe)
-        pipe.execute()
+        batch: Any = CommandBatch(_redis(sender))
+        plan(batch)
+        for reply in batch.execute():
+            if isinstance(reply, Exception):
+                raise reply
 
 
 def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
