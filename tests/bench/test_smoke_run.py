@@ -62,16 +62,18 @@ def test_drain_counts_each_systems_redis_commands(smoke: tuple[dict[str, Any], s
         return float(drain[name]["solo"]["runs"][0]["redis_commands_per_job"])
 
     # Celery's per-job commands: BRPOP, MULTI ZADD HSET EXEC (unacked), MULTI ZREM HDEL EXEC
-    # (ack). jobyard's worker: BRPOP; ZADD HSET plus its start script (EVALSHA HMGET HSET
-    # ZADD) in one pipeline; the success write (HSET EXPIRE ZREM, and ZREM of the pending
-    # index); ZREM HDEL (ack). A periodic command (heartbeat, unacked restore) may fall in
-    # the window.
+    # (ack). jobyard's worker on a busy queue: the take script (EVALSHA, and inside it RPOP,
+    # ZADD HSET for unacked, HMGET HSET ZADD to start the job); the ack with the success
+    # write (HSET EXPIRE ZREM ZREM, ZREM HDEL). The first message of the drain comes by
+    # BRPOP (and is started in the same way, by the start script), and one more take finds
+    # the list empty. A periodic command (heartbeat, unacked restore) may fall in the window.
     assert 9.0 <= per_job("celery") < 9.5
     assert 12.0 <= per_job("jobyard") <= 14.0  # the figure: at most 14
     jobyard_calls = drain["jobyard"]["solo"]["runs"][0]["redis_commands"]
     n = smoke[0]["plan"]["drain_jobs"]
-    assert jobyard_calls["evalsha"] == n
-    assert jobyard_calls["brpop"] >= n
+    assert n <= jobyard_calls["evalsha"] <= n + 2
+    assert jobyard_calls["rpop"] >= n - 1  # taken by the script, not BRPOP
+    assert jobyard_calls.get("brpop", 0) <= 3
 
 
 def test_latency_stamps_every_job(smoke: tuple[dict[str, Any], str]) -> None:
