@@ -1,4 +1,5 @@
-"""`core.redis.CommandBatch`: redis-py's command methods, one write, raw replies in order."""
+"""`core.redis.CommandBatch` (redis-py's command methods, one write, raw replies in order)
+and `core.redis.AtomicWrites` (a producer's writes applied by one script)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import redis
 
 from jobyard.core import keys, store
-from jobyard.core.redis import CommandBatch, new_sync_client
+from jobyard.core.redis import AtomicWrites, CommandBatch, async_client, new_sync_client
 
 pytestmark = pytest.mark.integration
 
@@ -52,3 +53,40 @@ def test_a_killed_connection_is_replaced_and_the_batch_sent_once_more(redis_url:
     assert admin.get("counter") == b"1"
     client.close()
     admin.close()
+
+
+@pytest.mark.anyio
+async def test_atomic_writes_apply_what_a_transaction_would(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    client = async_client(redis_url)
+    now = 1735787045.6789123
+    try:
+        writes = AtomicWrites()
+        writes.hset("h", mapping={"state": "queued", "n": 3, "text": "é \\ ' \""})
+        writes.expire("h", 60)
+        writes.zadd("z", {"a": now, "b": 0.1})
+        writes.lpush("l", "first", "second")
+        assert len(writes) == 4
+        await writes.apply(client)
+        redis_client.script_flush()  # a restarted Redis: the script is loaded again
+        again = AtomicWrites()
+        again.zadd("z", {"c": 2.5})
+        await again.apply(client)
+        await AtomicWrites().apply(client)  # nothing to write: no call
+    finally:
+        await client.aclose()
+    assert redis_client.hgetall("h") == {
+        b"state": b"queued",
+        b"n": b"3",
+        b"text": "é \\ ' \"".encode(),
+    }
+    assert 0 < redis_client.ttl("h") <= 60
+    # Scores travel as text: no rounding through Lua numbers.
+    assert redis_client.zscore("z", "a") == now
+    assert redis_client.zrange("z", 0, -1, withscores=True) == [
+        (b"b", 0.1),
+        (b"c", 2.5),
+        (b"a", now),
+    ]
+    assert redis_client.lrange("l", 0, -1) == [b"second", b"first"]

@@ -30,7 +30,7 @@ def _is_async(call: Any) -> bool:
     if inspect.iscoroutinefunction(call):
         return True
     # A security scheme instance (HTTPBearer): FastAPI awaits its async __call__.
-    return inspect.iscoroutinefunction(getattr(type(call), "__call__", None))
+    return callable(call) and inspect.iscoroutinefunction(type(call).__call__)
 
 
 def test_every_dependency_of_every_route_is_async() -> None:

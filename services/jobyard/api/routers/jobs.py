@@ -27,6 +27,7 @@ from jobyard.core.bootstrap import Runtime
 from jobyard.core.enqueue import PreparedJob, prepare
 from jobyard.core.errors import UnknownQueueError
 from jobyard.core.records import JobRecord, JobState
+from jobyard.core.redis import AtomicWrites
 from jobyard.core.store import now_s
 from jobyard.observability import metrics
 
@@ -70,7 +71,7 @@ def _prepare(runtime: Runtime, celery: Celery, item: JobIn, key: str | None) -> 
     response_model=JobRecord,
     summary="Enqueue a job",
     description="Validates the task and its arguments, then writes the job's record and "
-    "its message in one Redis transaction. 201 with `Location`; with an "
+    "its message atomically (one Redis script call). 201 with `Location`; with an "
     "`Idempotency-Key` already used for the same body, 200 with that job.",
     responses={
         200: {"model": JobRecord, "description": "Replayed: the job of this Idempotency-Key"},
@@ -89,9 +90,9 @@ async def enqueue_job(
     job = _prepare(runtime, celery, body, idempotency_key)
     limits = runtime.config.limits
     if idempotency_key is None:
-        pipe = client.pipeline(transaction=True)
-        store.plan_enqueue(pipe, job.record, job.message, result_ttl_s=limits.result_ttl_s)
-        await pipe.execute()
+        writes = AtomicWrites()
+        store.plan_enqueue(writes, job.record, job.message, result_ttl_s=limits.result_ttl_s)
+        await writes.apply(client)
         metrics.count_enqueued(job.record.queue, job.record.task)
         response.headers["Location"] = location(job.record.id)
         return job.record
@@ -131,8 +132,8 @@ async def enqueue_job(
     response_model=JobList,
     summary="Enqueue many jobs at once",
     description="All or nothing: every job is validated first (a 422 names each bad "
-    "field as `jobs[i].…`), then every record and message is written in one Redis "
-    "transaction (one round trip).",
+    "field as `jobs[i].…`), then every record and message is written atomically in one "
+    "Redis script call (one round trip).",
     responses=problem_responses(401, 403, 413, 422, 503),
 )
 async def enqueue_batch(
@@ -160,11 +161,11 @@ async def enqueue_batch(
         [item.to_request() for item in body.jobs],
         now=now_s(),
     )
-    pipe = client.pipeline(transaction=True)
+    writes = AtomicWrites()
     store.plan_enqueue_many(
-        pipe, ((job.record, job.message) for job in prepared), result_ttl_s=limits.result_ttl_s
+        writes, ((job.record, job.message) for job in prepared), result_ttl_s=limits.result_ttl_s
     )
-    await pipe.execute()
+    await writes.apply(client)
     metrics.count_enqueued_records(job.record for job in prepared)
     return JobList(jobs=[job.record for job in prepared])
 
