@@ -3,111 +3,21 @@ with a throwaway certificate authority made for the test."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.support.certs import Authority
 from tests.support.redis_server import free_port, redis_server_binary
 
 ACL_USER = "jobyard"
 ACL_PASSWORD = "s3cret-acl-password"
 ACL_RULES = "on >{password} ~* &* +@all -@dangerous"
 """Every key and pub/sub channel (Celery needs `&*`), no dangerous commands."""
-
-
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-@dataclass(frozen=True)
-class Authority:
-    """A CA certificate (PEM file) and its key."""
-
-    cert_path: Path
-    cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
-
-    @classmethod
-    def create(cls, directory: Path, name: str) -> Authority:
-        key = _key()
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(name))
-            .issuer_name(_name(name))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(key, hashes.SHA256())
-        )
-        path = directory / f"{name}.pem"
-        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        return cls(path, cert, key)
-
-    def issue_server(self, directory: Path) -> tuple[Path, Path]:
-        """A server certificate for 127.0.0.1 and localhost: (cert path, key path)."""
-        key = _key()
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("127.0.0.1"))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-                ),
-                critical=False,
-            )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-        cert_path, key_path = directory / "server.pem", directory / "server.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(_pem_key(key))
-        return cert_path, key_path
 
 
 class SecureRedis:

@@ -30,8 +30,6 @@ from celery import Celery
 from jobyard.core import keys, store
 from jobyard.core.config import JobyardConfig
 from jobyard.core.dead_letters import CannotRetryError, retry_message
-from jobyard.core.enqueue import EnqueueError, EnqueueRequest, prepare
-from jobyard.core.errors import UnknownQueueError, UnknownTaskError
 from jobyard.core.messages import BuiltMessage
 from jobyard.core.records import JobError, JobRecord
 from jobyard.core.registry import Registry
@@ -177,23 +175,10 @@ class OrphanSweeper:
         if not rest:
             return retry_message(self.app, self.config, self.registry, record, now=now)
         root_id, members = rest
-        request = EnqueueRequest(
-            task=record.task,
-            args=record.args,
-            queue=record.queue,
-            priority=record.priority,
-            job_id=record.id,
-            workflow_id=record.workflow_id,
-            trace_id=record.trace_id,
-            root_id=root_id,
-            chain=chain_continuation(
-                self.app, self.config, self.registry, members, root_id=root_id
-            ),
+        chain = chain_continuation(self.app, self.config, self.registry, members, root_id=root_id)
+        return retry_message(
+            self.app, self.config, self.registry, record, now=now, root_id=root_id, chain=chain
         )
-        try:
-            return prepare(self.app, self.config, self.registry, request, now=now).message
-        except (UnknownTaskError, UnknownQueueError, EnqueueError, ValueError) as exc:
-            raise CannotRetryError(f"job {record.id!r}: {exc}") from exc
 
     def _chain_after(self, record: JobRecord) -> tuple[str, Sequence[JobRecord]] | None:
         """(root id, [record, later members...]) for a chain member with later members."""

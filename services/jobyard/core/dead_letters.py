@@ -68,9 +68,18 @@ class CannotRetryError(JobyardError):
 
 
 def retry_message(
-    app: Celery, config: JobyardConfig, registry: Registry, record: JobRecord, *, now: float
+    app: Celery,
+    config: JobyardConfig,
+    registry: Registry,
+    record: JobRecord,
+    *,
+    now: float,
+    root_id: str | None = None,
+    chain: list[dict[str, Any]] | None = None,
 ) -> BuiltMessage:
-    """A fresh message for the dead job `record` (same id, task, args, queue, priority)."""
+    """A fresh message for the job `record` (same id, task, args, queue, priority, trace),
+    to publish it again: a dead letter retried, or a message lost in transit
+    (`beat.orphans`, which passes the rest of a chain as `root_id` and `chain`)."""
     req = EnqueueRequest(
         task=record.task,
         args=record.args,
@@ -80,6 +89,8 @@ def retry_message(
         idempotency_key=record.idempotency_key,
         workflow_id=record.workflow_id,
         trace_id=record.trace_id,
+        root_id=root_id,
+        chain=chain,
     )
     try:
         return prepare(app, config, registry, req, now=now).message
