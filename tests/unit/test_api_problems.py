@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from jobyard.api.problems import (
+    AsciiJSONResponse,
     FieldError,
     enqueue_field_errors,
     invalid_input,
@@ -91,3 +95,20 @@ def test_fingerprint_follows_content_not_key_order() -> None:
     assert a.fingerprint() == b.fingerprint()
     assert a.fingerprint() != c.fingerprint()
     assert len(a.fingerprint()) == 64
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"id": "j1", "n": 3, "ok": True, "none": None, "x": 0.25, "list": [1, "a"]},
+        {"text": "héllo €", "emoji": "\U0001f600"},  # escaped, never sent raw
+        {"lone": "\ud800"},  # not encodable as UTF-8 at all
+        {"big": 2**70},  # beyond orjson's 64-bit integers
+        {1: "non-string key"},
+    ],
+)
+def test_ascii_json_is_ascii_and_means_what_json_means(content: Any) -> None:
+    body = AsciiJSONResponse(content).body
+    assert body.isascii()
+    expected = json.loads(json.dumps(content, ensure_ascii=True))
+    assert json.loads(body) == expected

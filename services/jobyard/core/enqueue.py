@@ -65,8 +65,12 @@ def prepare(
     req: EnqueueRequest,
     *,
     now: float | None = None,
+    tracing: dict[str, str] | None = None,
 ) -> PreparedJob:
     """Validate `req` and build its record and message.
+
+    `tracing`: the trace headers of the current span, when the caller (a batch) already
+    has them; read here otherwise.
 
     Raises UnknownTaskError, UnknownQueueError, pydantic's ValidationError (arguments) or
     EnqueueError.
@@ -100,7 +104,8 @@ def prepare(
     hard = spec.time_limit_s or queue.time_limit_s
     payload_args = args.model_dump(mode="json")
     # The current span (the API request, a beat tick, a running job) continues in the run.
-    tracing = trace_headers()
+    if tracing is None:
+        tracing = trace_headers()
     record = JobRecord(
         id=job_id,
         task=spec.name,

@@ -16,6 +16,7 @@ from jobyard.core.enqueue import EnqueueError, EnqueueRequest, PreparedJob, prep
 from jobyard.core.errors import JobyardError, UnknownQueueError, UnknownTaskError
 from jobyard.core.records import JobRecord, JobState
 from jobyard.core.registry import Registry
+from jobyard.observability.tracing import trace_headers
 
 LIST_PAGE_SIZE = 500
 """Ids read per round trip while listing."""
@@ -165,9 +166,10 @@ def prepare_many(
     """
     prepared: list[PreparedJob] = []
     errors: list[tuple[int, Exception]] = []
+    tracing = trace_headers()  # one span: the batch's request
     for index, req in enumerate(requests):
         try:
-            prepared.append(prepare(app, config, registry, req, now=now))
+            prepared.append(prepare(app, config, registry, req, now=now, tracing=tracing))
         except (ValidationError, EnqueueError, UnknownQueueError, UnknownTaskError) as exc:
             errors.append((index, exc))
     if errors:

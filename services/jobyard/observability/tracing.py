@@ -154,10 +154,18 @@ def instrument_celery(provider: Any) -> None:
 
 
 def instrument_fastapi(app: Any, provider: Any) -> None:
-    """A SERVER span per request (probes and `/metrics` excluded)."""
+    """A SERVER span per request (probes and `/metrics` excluded), without the internal
+    spans of each ASGI message."""
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls=EXCLUDED_URLS)
+    # No child span per ASGI `receive`/`send` message: 2-3 spans of noise per request, and
+    # a sixth of a request's CPU even with the sampler off.
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=provider,
+        excluded_urls=EXCLUDED_URLS,
+        exclude_spans=["receive", "send"],
+    )
 
 
 def trace_headers() -> dict[str, str]:
