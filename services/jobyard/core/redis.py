@@ -80,7 +80,25 @@ def async_client(url: str) -> redis.asyncio.Redis:
     return client
 
 
-class CommandBatch(CoreCommands):
+class _QueuedCommands(CoreCommands):
+    """redis-py's command methods, queueing each command (its arguments) instead of
+    sending it; subclasses say how the queue is sent."""
+
+    _event_dispatcher: Any = None
+    """Unused (declared by redis-py's command protocol)."""
+
+    def __init__(self) -> None:
+        self._commands: list[tuple[Any, ...]] = []
+
+    def execute_command(self, *args: Any, **options: Any) -> _QueuedCommands:
+        self._commands.append(args)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._commands)
+
+
+class CommandBatch(_QueuedCommands):
     """Commands queued with redis-py's command methods, sent in one write, answered raw.
 
     A worker writes a few commands per job in two round trips (delivery, ack): redis-py's
@@ -92,19 +110,9 @@ class CommandBatch(CoreCommands):
     retry does for a pipeline, so only send commands that may run twice.
     """
 
-    _event_dispatcher: Any = None
-    """Unused (declared by redis-py's command protocol)."""
-
     def __init__(self, client: redis.Redis) -> None:
+        super().__init__()
         self._pool = client.connection_pool
-        self._commands: list[tuple[Any, ...]] = []
-
-    def execute_command(self, *args: Any, **options: Any) -> CommandBatch:
-        self._commands.append(args)
-        return self
-
-    def __len__(self) -> int:
-        return len(self._commands)
 
     def execute(self) -> list[Any]:
         """Send the queued commands; their replies in order."""
@@ -145,7 +153,7 @@ return #KEYS
 """
 
 
-class AtomicWrites(CoreCommands):
+class AtomicWrites(_QueuedCommands):
     """Writes queued with redis-py's command methods and applied atomically by one script.
 
     What `pipeline(transaction=True)` does for a producer's writes (all of them or, when
@@ -155,33 +163,20 @@ class AtomicWrites(CoreCommands):
     as `repr(float)`, as redis-py would), so Lua never rounds a number.
     """
 
-    _event_dispatcher: Any = None
-    """Unused (declared by redis-py's command protocol)."""
-
-    def __init__(self) -> None:
-        self._commands: list[list[str]] = []
-        self._keys: dict[str, None] = {}
-
-    def execute_command(self, *args: Any, **options: Any) -> AtomicWrites:
-        self._commands.append([_text(a) for a in args])
-        self._keys[_text(args[1])] = None
-        return self
-
-    def __len__(self) -> int:
-        return len(self._commands)
-
     async def apply(self, client: redis.asyncio.Redis) -> None:
         """Run the queued writes in one atomic script call (EVALSHA, loaded on NOSCRIPT)."""
         if not self._commands:
             return
+        commands = [[_text(a) for a in command] for command in self._commands]
+        keys = list(dict.fromkeys(command[1] for command in commands))
         # Not redis-py's `AsyncScript`: its isinstance check against the (Protocol-typed)
         # asyncio Pipeline class cost a tenth of an enqueue request's CPU.
-        args: list[str | bytes] = [*self._keys, orjson.dumps(self._commands)]
+        args: list[str | bytes] = [*keys, orjson.dumps(commands)]
         try:
-            await client.evalsha(APPLY_SHA, len(self._keys), *args)
+            await client.evalsha(APPLY_SHA, len(keys), *args)
         except redis.exceptions.NoScriptError:
             await client.script_load(APPLY_SCRIPT)
-            await client.evalsha(APPLY_SHA, len(self._keys), *args)
+            await client.evalsha(APPLY_SHA, len(keys), *args)
 
 
 APPLY_SHA = hashlib.sha1(APPLY_SCRIPT.encode(), usedforsecurity=False).hexdigest()

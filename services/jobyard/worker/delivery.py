@@ -54,6 +54,9 @@ message first, so a header copied into a retried message is never trusted)."""
 
 _settings = {"fold_start": True}
 
+_HOSTNAME = socket.gethostname()
+"""The `worker` a started job's record names (read once, not per job)."""
+
 Plan = Callable[[Any], None]
 """Plans writes onto a redis-py pipeline (the `store.plan_*` helpers, partially applied)."""
 
@@ -150,7 +153,7 @@ class JobyardQoS(kombu_redis.QoS):  # type: ignore[misc]
                 keys.job(job_id),
                 keys.running(routing_key),
                 now,
-                socket.gethostname(),
+                _HOSTNAME,
                 job_id,
             )
         results = pipe.execute()
@@ -229,7 +232,7 @@ class WorkerChannel(transport.Channel):
             self.qos.unacked_index_key,
             self.qos.unacked_key,
             time.time(),
-            socket.gethostname(),
+            _HOSTNAME,
             keys.job(""),
             keys.running(""),
             "1" if _settings["fold_start"] else "0",
