@@ -206,3 +206,49 @@ def test_worker_fails_a_550_without_retry(spawn: Any, redis_url: str, config_pat
     assert handler.data_attempts == 0
     assert jobs.client.zcard(keys.dead_letters("emails")) == 0
     jobs.close()
+
+
+# --- header injection, end to end ------------------------------------------------------
+
+ATTACK_SUBJECT = "=?utf-8?q?Invoice=0D=0AFrom:_ceo@victim.example=0D=0ABcc:_attacker@evil.example?="
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "where"),
+    [
+        ("subject", ATTACK_SUBJECT, "args.subject"),
+        ("subject", "Invoice\u2028Bcc: attacker@evil.example", "args.subject"),
+        ("subject", "Invoice\x0bBcc: attacker@evil.example", "args.subject"),
+        ("subject", "Invoice\x1cBcc: attacker@evil.example", "args.subject"),
+        ("subject", "Invoice\x85Bcc: attacker@evil.example", "args.subject"),
+        ("to", ["=?utf-8?q?a=0D=0ABcc:_x@evil.example?=@example.com"], "args.to[0]"),
+        ("reply_to", "ada@example.com\u2029", "args.reply_to"),
+    ],
+)
+@pytest.mark.anyio
+async def test_the_api_refuses_header_injection_naming_the_field(
+    api: Any, field: str, value: Any, where: str, redis_client: Any
+) -> None:
+    r = await api.post("/v1/jobs", json={"task": "email.send", "args": {**ARGS, field: value}})
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    (error,) = r.json()["errors"]
+    assert error["field"] == where
+    assert redis_client.llen("emails") == 0
+
+
+def test_a_forged_injection_never_reaches_the_relay(
+    spawn: Any, relay: Relay, redis_url: str, config_path: Path
+) -> None:
+    """A message written straight into Redis (no API) with the CVE-2024-6923 subject: the
+    worker refuses it for good and the relay receives nothing at all."""
+    jobs = Jobs(redis_url, config_path)
+    start_worker(spawn, "emails", env=smtp_env(relay))
+    job_id = jobs.enqueue_unchecked("email.send", {**ARGS, "subject": ATTACK_SUBJECT}, "emails")
+    rec = jobs.wait(job_id)
+    jobs.close()
+    assert rec.state in (JobState.FAILED, JobState.DEAD)
+    assert rec.error is not None
+    assert "subject" in rec.error.message
+    assert "RFC 2047" in rec.error.message
+    assert relay.messages == []

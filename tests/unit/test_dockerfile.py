@@ -98,7 +98,11 @@ class TestImage:
             for i in instructions()
             if i.keyword == "ARG" and i.args.startswith("PYTHON_IMAGE")
         ]
-        assert re.fullmatch(r"PYTHON_IMAGE=python:3\.1[12]-slim-\w+", arg), arg
+        found = re.fullmatch(r"PYTHON_IMAGE=python:3\.(\d+)\.(\d+)-slim-\w+", arg)
+        assert found, f"{arg}: pin a full patch release"
+        # CVE-2024-6923 (mail header injection) is fixed in 3.11.10, 3.12.5 and 3.13.0.
+        minor, patch = int(found[1]), int(found[2])
+        assert (minor, patch) >= {11: (11, 10), 12: (12, 5)}.get(minor, (13, 0)), arg
 
     def test_dependencies_are_a_layer_before_the_source(self) -> None:
         build = [i for i in instructions() if i.stage == "build"]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import email.policy
 import smtplib
 import ssl
+import sys
+from email import message_from_bytes
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -11,7 +15,21 @@ from pydantic import ValidationError
 
 from jobyard.core.registry import PermanentError, RetryableError
 from jobyard.core.settings import Settings, load_settings
-from jobyard.jobs.email import EmailArgs, build_message, classify, message_id, sender_address
+from jobyard.jobs._mail_headers import (
+    HeaderInjectionError,
+    check_header_block,
+    header_names,
+    header_policy,
+    interpreter_has_cve_2024_6923_fix,
+)
+from jobyard.jobs.email import (
+    EmailArgs,
+    build_message,
+    classify,
+    message_id,
+    sender_address,
+    written_message,
+)
 
 VALID: dict[str, Any] = {"to": ["ada@example.com"], "subject": "Hello", "text": "Hi Ada"}
 
@@ -167,3 +185,131 @@ def test_failures_classify_by_reply_code(exc: Exception, kind: type[Exception], 
 def test_unrelated_errors_pass_through() -> None:
     bug = KeyError("x")
     assert classify(bug, settings()) is bug
+
+
+# --- header injection (CVE-2024-6923 and raw line breaks) ------------------------------
+
+ATTACK_SUBJECT = "=?utf-8?q?Invoice=0D=0AFrom:_ceo@victim.example=0D=0ABcc:_attacker@evil.example?="
+LINE_BREAKERS = {
+    "CR": "\r",
+    "LF": "\n",
+    "VT": "\x0b",
+    "FF": "\x0c",
+    "NUL": "\x00",
+    "FS": "\x1c",
+    "GS": "\x1d",
+    "RS": "\x1e",
+    "DEL": "\x7f",
+    "NEL": "\x85",
+    "C1 CSI": "\x9b",
+    "LINE SEPARATOR": "\u2028",
+    "PARAGRAPH SEPARATOR": "\u2029",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LINE_BREAKERS))
+def test_control_and_line_break_characters_are_refused_in_every_header_field(name: str) -> None:
+    char = LINE_BREAKERS[name]
+    assert "subject" in _error({**VALID, "subject": f"Invoice{char}Bcc: x@evil.example"})
+    for field in ("to", "cc", "bcc"):
+        err = _error({**VALID, field: [f"ada{char}@example.com"]})
+        assert f"{field}.0" in err
+    assert "reply_to" in _error({**VALID, "reply_to": f"ada@example.com{char}"})
+
+
+def test_encoded_words_are_refused_in_every_header_field() -> None:
+    err = _error({**VALID, "subject": ATTACK_SUBJECT})
+    assert "subject" in err and "RFC 2047 encoded word" in err
+    assert "RFC 2047" in _error({**VALID, "subject": "Re: =?ISO-8859-1?B?SGk=?= there"})
+    word = "=?utf-8?q?x?=@example.com"
+    for field in ("to", "cc", "bcc"):
+        assert f"{field}.0" in _error({**VALID, field: [word]})
+    assert "reply_to" in _error({**VALID, "reply_to": word})
+
+
+def test_non_ascii_text_is_still_allowed_and_encoded_by_the_policy() -> None:
+    args = EmailArgs.model_validate({**VALID, "subject": "Zoë Ødegård — résumé ✓ = ? ok"})
+    msg = build_message(args, sender_header="Zoë <jobs@example.com>", msg_id="<m@example.com>")
+    raw = written_message(msg, international=False)
+    assert raw.isascii()
+    parsed = message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Subject"] == "Zoë Ødegård — résumé ✓ = ? ok"
+    assert parsed["From"] == "Zoë <jobs@example.com>"
+
+
+def test_a_forged_argument_is_refused_again_when_the_message_is_built() -> None:
+    forged = EmailArgs.model_construct(
+        to=["ada@example.com"],
+        cc=[],
+        bcc=[],
+        subject=ATTACK_SUBJECT,
+        text="x",
+        html=None,
+        reply_to=None,
+    )
+    with pytest.raises(PermanentError, match="subject: must not contain an RFC 2047"):
+        build_message(forged, sender_header="j@example.com", msg_id="<m@example.com>")
+    ok = EmailArgs.model_validate(VALID)
+    with pytest.raises(PermanentError, match="JOBYARD_SMTP_FROM: must not contain control"):
+        build_message(ok, sender_header="j@example.com\r\nBcc: x@evil", msg_id="<m@e.com>")
+
+
+def test_the_written_header_block_is_checked_on_this_python() -> None:
+    """The last line of defence, exercised on the interpreter the tests run on.
+
+    A message whose subject bypassed every earlier check is written with its CR/LF kept
+    inside the encoded subject (a Python with the CVE-2024-6923 fix), or refused by the
+    header block check (a Python without it writes the smuggled From/Bcc lines): it never
+    leaves with a header jobyard did not set.
+    """
+    msg = EmailMessage(policy=header_policy())
+    msg["From"] = "j@example.com"
+    msg["To"] = "ada@example.com"
+    msg["Subject"] = ATTACK_SUBJECT
+    msg.set_content("x")
+    try:
+        raw = written_message(msg, international=False)
+    except PermanentError as exc:
+        assert "did not set (bcc, from)" in str(exc)
+        assert not interpreter_has_cve_2024_6923_fix()
+    else:
+        assert interpreter_has_cve_2024_6923_fix()
+        assert header_names(raw) == list(msg.keys())
+        assert b"\r\nBcc:" not in raw and b"\r\nFrom: ceo" not in raw
+
+
+def test_the_header_block_check_names_what_was_smuggled_in() -> None:
+    raw = (
+        b"Subject: Invoice\r\nFrom: ceo@victim.example\r\nBcc: attacker@evil.example\r\n"
+        b"To: a@example.com\r\n folded@example.com\r\nFrom: j@example.com\r\n\r\nbody\r\n"
+    )
+    assert header_names(raw) == ["Subject", "From", "Bcc", "To", "From"]
+    with pytest.raises(HeaderInjectionError, match=r"did not set \(bcc, from\)"):
+        check_header_block(raw, ["Subject", "From", "To"])
+    check_header_block(
+        raw.replace(b"Bcc: attacker@evil.example\r\n", b"").replace(
+            b"From: ceo@victim.example\r\n", b""
+        ),
+        ["subject", "to", "from"],
+    )
+
+
+def test_the_python_running_jobyard_carries_the_cve_2024_6923_fix() -> None:
+    """CI and the image must run an interpreter that keeps encoded CR/LF inside a header
+    (CPython 3.11.10+, 3.12.5+, 3.13+, or a distribution build with the backport, such as
+    Debian bookworm's python3.11 from 3.11.2-6+deb12u3)."""
+    assert interpreter_has_cve_2024_6923_fix(), sys.version
+
+
+def test_email_send_refuses_to_run_on_a_python_without_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import jobyard.jobs.email as email_job
+
+    monkeypatch.setattr(email_job, "interpreter_has_cve_2024_6923_fix", lambda: False)
+    delivered: list[object] = []
+    monkeypatch.setattr(email_job, "deliver_message", lambda *a: delivered.append(a))
+    ctx = type("Ctx", (), {"settings": settings(), "job_id": "j1"})()
+    with pytest.raises(PermanentError, match="lacks the fix for CVE-2024-6923"):
+        email_job.send(ctx, EmailArgs.model_validate(VALID))  # type: ignore[arg-type]
+    assert delivered == []

@@ -9,6 +9,13 @@ The `Message-ID` is derived from the job id, so every retry of a job sends the s
 a relay or mailbox can drop duplicates. Bcc recipients get the message through the SMTP
 envelope only: they never appear in a header.
 
+Header injection: every header-bound argument (subject, addresses) refuses control and
+line-break characters and RFC 2047 encoded words at enqueue (a 422 naming the field); the
+message is written with a policy that verifies generated headers, and the written header
+block is checked once more before it reaches the relay (see `jobyard.jobs._mail_headers`).
+A Python whose `email` package lacks the CVE-2024-6923 fix is refused: the job fails
+permanently instead of sending.
+
 Outcomes: connection errors, timeouts, a dropped connection and 4xx replies are retried;
 5xx replies, every recipient refused for good, and a failed login fail at once. When only
 some recipients are refused the job succeeds and lists them under `refused`.
@@ -18,16 +25,25 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import platform
 import smtplib
 import ssl
 from email.message import EmailMessage
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, model_validator
 
 from jobyard.core.context import JobContext
 from jobyard.core.registry import PermanentError, RetryableError, RetryPolicy, job
 from jobyard.core.settings import Settings
+from jobyard.jobs._mail_headers import (
+    HeaderInjectionError,
+    HeaderText,
+    check_header_block,
+    header_policy,
+    header_text_problem,
+    interpreter_has_cve_2024_6923_fix,
+)
 
 MAX_RECIPIENTS = 100
 MAX_BODY_CHARS = 1_000_000
@@ -37,7 +53,19 @@ EMAIL_RETRY = RetryPolicy(
 )
 """Six attempts over about a minute (2, 4, ... 32 s, with jitter)."""
 
-Addresses = Annotated[list[EmailStr], Field(max_length=MAX_RECIPIENTS)]
+
+def _address_safe(value: object) -> object:
+    # Before EmailStr: it normalises (strips whitespace such as VT) before we would see it.
+    if isinstance(value, str):
+        problem = header_text_problem(value)
+        if problem:
+            raise ValueError(problem)
+    return value
+
+
+Address = Annotated[EmailStr, BeforeValidator(_address_safe)]
+"""A plain address (no display name) that can be written into a header."""
+Addresses = Annotated[list[Address], Field(max_length=MAX_RECIPIENTS)]
 
 
 class EmailArgs(BaseModel):
@@ -45,19 +73,19 @@ class EmailArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    to: Annotated[list[EmailStr], Field(min_length=1, max_length=MAX_RECIPIENTS)]
+    to: Annotated[list[Address], Field(min_length=1, max_length=MAX_RECIPIENTS)]
     """Recipients shown in the To header (plain addresses, e.g. `ada@example.com`)."""
     cc: Addresses = Field(default_factory=list)
     """Recipients shown in the Cc header."""
     bcc: Addresses = Field(default_factory=list)
     """Recipients that get the message but appear in no header."""
-    subject: Annotated[str, Field(min_length=1, max_length=998, pattern=r"^[^\r\n]*$")]
-    """The subject line (one line)."""
+    subject: Annotated[HeaderText, Field(min_length=1, max_length=998)]
+    """The subject line: one line, no control characters, no RFC 2047 encoded words."""
     text: Annotated[str, Field(max_length=MAX_BODY_CHARS)] | None = None
     """The plain-text body. Give `text`, `html` or both (sent as multipart/alternative)."""
     html: Annotated[str, Field(max_length=MAX_BODY_CHARS)] | None = None
     """The HTML body."""
-    reply_to: EmailStr | None = None
+    reply_to: Address | None = None
     """Where replies go (the Reply-To header)."""
 
     @model_validator(mode="after")
@@ -96,9 +124,26 @@ def message_id(job_id: str, sender: str) -> str:
     return f"<jobyard.{job_id}@{sender.rpartition('@')[2]}>"
 
 
+def _checked_headers(args: EmailArgs, sender_header: str) -> None:
+    """Check every header-bound value again: a message forged into Redis skips the API."""
+    values = {
+        "JOBYARD_SMTP_FROM": [sender_header],
+        "to": list(args.to),
+        "cc": list(args.cc),
+        "reply_to": [args.reply_to] if args.reply_to else [],
+        "subject": [args.subject],
+    }
+    for field, items in values.items():
+        for value in items:
+            problem = header_text_problem(value)
+            if problem:
+                raise PermanentError(f"{field}: {problem}; the message was not sent")
+
+
 def build_message(args: EmailArgs, *, sender_header: str, msg_id: str) -> EmailMessage:
-    """The message as sent (no Bcc header)."""
-    msg = EmailMessage()
+    """The message as sent (no Bcc header); header-bound values are checked first."""
+    _checked_headers(args, sender_header)
+    msg = EmailMessage(policy=header_policy())
     msg["From"] = sender_header
     msg["To"] = ", ".join(args.to)
     if args.cc:
@@ -184,10 +229,26 @@ def _login(smtp: smtplib.SMTP, settings: Settings) -> None:
     smtp.login(username, password)
 
 
+def written_message(msg: EmailMessage, international: bool) -> bytes:
+    """`msg` as the relay gets it, after checking its header block holds only our headers."""
+    policy = header_policy()
+    if international:
+        policy = policy.clone(utf8=True)
+    expected = list(msg.keys())
+    try:
+        raw = msg.as_bytes(policy=policy)
+        check_header_block(raw, expected)
+    except (HeaderInjectionError, ValueError) as exc:  # HeaderWriteError is a ValueError
+        raise PermanentError(f"refusing to send: {exc}") from exc
+    return raw
+
+
 def deliver_message(
     settings: Settings, msg: EmailMessage, sender: str, recipients: list[str]
 ) -> dict[str, tuple[int, bytes]]:
     """Hand `msg` to the relay; return the recipients it refused (code, reply)."""
+    international = not all(a.isascii() for a in (sender, *recipients))
+    raw = written_message(msg, international)
     # Connecting in the constructor also sets the name STARTTLS verifies the certificate for.
     smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_s)
     try:
@@ -196,7 +257,8 @@ def deliver_message(
             smtp.starttls(context=ssl.create_default_context())
             smtp.ehlo()
         _login(smtp, settings)
-        return smtp.send_message(msg, from_addr=sender, to_addrs=recipients)
+        options = ["SMTPUTF8", "BODY=8BITMIME"] if international else []
+        return smtp.sendmail(sender, recipients, raw, mail_options=options)
     finally:
         # The message is accepted once DATA succeeded: a failing QUIT must not retry it.
         with contextlib.suppress(smtplib.SMTPException, OSError):
@@ -211,6 +273,12 @@ def send(ctx: JobContext, args: EmailArgs) -> dict[str, Any]:
     Result: `{"message_id": ..., "accepted": [addresses], "refused": {address: {"code",
     "message"}}}`.
     """
+    if not interpreter_has_cve_2024_6923_fix():
+        raise PermanentError(
+            f"this Python ({platform.python_version()}) lacks the fix for CVE-2024-6923 (mail "
+            "header injection): run jobyard on CPython 3.11.10+, 3.12.5+, 3.13+ or a "
+            "distribution build that carries it (the jobyard image does); nothing was sent"
+        )
     settings = ctx.settings
     sender = sender_address(settings)
     msg_id = message_id(ctx.job_id, sender)
