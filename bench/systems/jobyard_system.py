@@ -142,6 +142,7 @@ class JobyardApi:
     def start(self, log_name: str) -> WorkerGroup:
         env = self.system.process_env()
         env["JOBYARD_API_PORT"] = str(self.port)
+        env["JOBYARD_API_AUTH"] = "none"  # as Flower's async-apply, which it is set beside
         cmd = [self.system.env.python, "-m", "jobyard.cli", "api"]
         log_path = self.system.env.workdir / "logs" / f"{log_name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)

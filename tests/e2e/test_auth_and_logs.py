@@ -27,6 +27,7 @@ OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
 TOKEN_ENV = {
     "JOBYARD_API_TOKENS": READ_TOKEN,
     "JOBYARD_ADMIN_TOKENS": ADMIN_TOKEN,
+    "JOBYARD_API_DOCS": "true",  # the documentation is open when on: the test lists it
     "JOBYARD_LOG_LEVEL": "DEBUG",
 }
 

@@ -15,6 +15,7 @@ import pytest
 
 from jobyard.api.app import create_app
 from jobyard.core.bootstrap import Runtime, bootstrap
+from tests.support.processes import open_api_unless_tokens
 
 T = TypeVar("T")
 
@@ -37,12 +38,14 @@ def anyio_backend() -> str:
 def make_runtime(redis_url: str, config_path: Path, **env: str) -> Runtime:
     """A runtime like `jobyard api` would bootstrap, with the test jobs loaded."""
     return bootstrap(
-        {
-            "JOBYARD_REDIS_URL": redis_url,
-            "JOBYARD_CONFIG": str(config_path),
-            "JOBYARD_JOB_MODULES": TEST_JOB_MODULES,
-            **env,
-        }
+        open_api_unless_tokens(
+            {
+                "JOBYARD_REDIS_URL": redis_url,
+                "JOBYARD_CONFIG": str(config_path),
+                "JOBYARD_JOB_MODULES": TEST_JOB_MODULES,
+                **env,
+            }
+        )
     )
 
 

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from jobyard.api.app import create_app
+from jobyard.core.bootstrap import bootstrap
+from jobyard.core.errors import ConfigError
 from tests.integration.conftest import api_client, make_runtime
+from tests.support.processes import wait_until
+from tests.support.redis_server import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
-READ = {"Authorization": "Bearer read-token-1"}
-READ2 = {"Authorization": "Bearer read-token-2"}
-ADMIN = {"Authorization": "Bearer admin-token"}
+READ = {"Authorization": "Bearer read-token-1-abcdef"}
+READ2 = {"Authorization": "Bearer read-token-2-abcdef"}
+ADMIN = {"Authorization": "Bearer admin-token-abcdef"}
 WRONG = {"Authorization": "Bearer nope"}
-OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json")
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
+DOC_PATHS = ("/docs", "/redoc", "/openapi.json")
 
 
 def _v1_operations() -> list[tuple[str, str]]:
@@ -40,7 +47,9 @@ def test_every_v1_operation_is_listed() -> None:
 
 
 async def test_every_v1_endpoint_needs_a_token(redis_url: str, config_path: Path) -> None:
-    rt = make_runtime(redis_url, config_path, JOBYARD_API_TOKENS="read-token-1,read-token-2")
+    rt = make_runtime(
+        redis_url, config_path, JOBYARD_API_TOKENS="read-token-1-abcdef,read-token-2-abcdef"
+    )
     async with api_client(rt) as api:
         for method, path in V1_OPERATIONS:
             r = await api.request(method, path)
@@ -51,14 +60,36 @@ async def test_every_v1_endpoint_needs_a_token(redis_url: str, config_path: Path
             r = await api.request(method, path, headers=WRONG)
             assert r.status_code == 403, (method, path, r.text)
             assert r.json()["detail"] == "the bearer token is not valid"
-            r = await api.request(method, path, headers={"Authorization": "Basic read-token-1"})
+            r = await api.request(
+                method, path, headers={"Authorization": "Basic read-token-1-abcdef"}
+            )
             assert r.status_code == 401, (method, path)
         for path in OPEN_PATHS:
             assert (await api.get(path)).status_code == 200, path
+        for path in DOC_PATHS:  # JOBYARD_API_DOCS is off unless set
+            r = await api.get(path)
+            assert r.status_code == 404, path
+            assert "JOBYARD_API_DOCS=true" in r.json()["detail"]
+
+
+async def test_docs_follow_their_setting(redis_url: str, config_path: Path) -> None:
+    rt = make_runtime(
+        redis_url,
+        config_path,
+        JOBYARD_ADMIN_TOKENS="admin-token-abcdef",
+        JOBYARD_API_DOCS="true",
+    )
+    async with api_client(rt) as api:
+        for path in DOC_PATHS:
+            assert (await api.get(path)).status_code == 200, path
+        assert "/v1/jobs" in (await api.get("/openapi.json")).json()["paths"]
+        assert (await api.get("/v1/tasks")).status_code == 401
 
 
 async def test_api_tokens_allow_reads_and_writes(redis_url: str, config_path: Path) -> None:
-    rt = make_runtime(redis_url, config_path, JOBYARD_API_TOKENS="read-token-1,read-token-2")
+    rt = make_runtime(
+        redis_url, config_path, JOBYARD_API_TOKENS="read-token-1-abcdef,read-token-2-abcdef"
+    )
     async with api_client(rt) as api:
         r = await api.post("/v1/jobs", json={"task": "jobyard.noop"}, headers=READ2)
         assert r.status_code == 201
@@ -70,8 +101,8 @@ async def test_admin_tokens_guard_writes(redis_url: str, config_path: Path) -> N
     rt = make_runtime(
         redis_url,
         config_path,
-        JOBYARD_API_TOKENS="read-token-1",
-        JOBYARD_ADMIN_TOKENS="admin-token",
+        JOBYARD_API_TOKENS="read-token-1-abcdef",
+        JOBYARD_ADMIN_TOKENS="admin-token-abcdef",
     )
     async with api_client(rt) as api:
         r = await api.post("/v1/jobs", json={"task": "jobyard.noop"}, headers=READ)
@@ -92,10 +123,12 @@ async def test_admin_tokens_guard_writes(redis_url: str, config_path: Path) -> N
         assert (await api.post(f"/v1/jobs/{job_id}/cancel", headers=ADMIN)).status_code == 200
 
 
-async def test_admin_tokens_alone_leave_reads_open(redis_url: str, config_path: Path) -> None:
-    rt = make_runtime(redis_url, config_path, JOBYARD_ADMIN_TOKENS="admin-token")
+async def test_admin_tokens_alone_guard_reads_too(redis_url: str, config_path: Path) -> None:
+    rt = make_runtime(redis_url, config_path, JOBYARD_ADMIN_TOKENS="admin-token-abcdef")
     async with api_client(rt) as api:
-        assert (await api.get("/v1/tasks")).status_code == 200
+        for method, path in V1_OPERATIONS:
+            assert (await api.request(method, path)).status_code == 401, (method, path)
+        assert (await api.get("/v1/tasks", headers=ADMIN)).status_code == 200
         assert (await api.post("/v1/jobs", json={"task": "jobyard.noop"})).status_code == 401
         r = await api.post("/v1/jobs", json={"task": "jobyard.noop"}, headers=ADMIN)
         assert r.status_code == 201
@@ -139,3 +172,32 @@ async def test_openapi_documents_bearer_and_problems(api: httpx.AsyncClient) -> 
     docs = await api.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+def test_the_api_does_not_start_open_by_accident(redis_url: str, config_path: Path) -> None:
+    base = {"JOBYARD_REDIS_URL": redis_url, "JOBYARD_CONFIG": str(config_path)}
+    with pytest.raises(ConfigError, match="JOBYARD_API_AUTH=none to run it open on purpose"):
+        create_app(bootstrap({**base, "JOBYARD_API_AUTH": "tokens"}))
+    with pytest.raises(ConfigError, match="JOBYARD_API_AUTH=none, but JOBYARD_API_TOKENS"):
+        create_app(
+            bootstrap(
+                {**base, "JOBYARD_API_AUTH": "none", "JOBYARD_API_TOKENS": "read-token-1-abcdef"}
+            )
+        )
+
+
+def test_jobyard_api_refuses_to_start_without_tokens(spawn: Any) -> None:
+    proc = spawn("api", "--port", str(free_port()), env={"JOBYARD_API_AUTH": "tokens"})
+    assert proc.popen.wait(timeout=60) != 0
+    log = proc.log()
+    assert "JOBYARD_API_TOKENS and JOBYARD_ADMIN_TOKENS are both unset" in log
+    assert "Traceback" not in log
+
+
+def test_an_open_api_says_so_at_start(spawn: Any) -> None:
+    port = free_port()
+    proc = spawn("api", "--port", str(port), env={"JOBYARD_API_AUTH": "none"})
+    wait_until(lambda: "the API is open" in proc.log(), timeout_s=60)
+    line = next(json.loads(x) for x in proc.log().splitlines() if "the API is open" in x)
+    assert line["level"] == "warning"
+    assert "without a token" in line["event"]

@@ -63,13 +63,13 @@ async def test_create_app_without_runtime_bootstraps_from_the_environment(
         monkeypatch.delenv(name)
     monkeypatch.setenv("JOBYARD_REDIS_URL", redis_url)
     monkeypatch.setenv("JOBYARD_CONFIG", str(config_path))
-    monkeypatch.setenv("JOBYARD_API_TOKENS", "from-env")
+    monkeypatch.setenv("JOBYARD_API_TOKENS", "from-env-0123456789")
     app = create_app()  # nothing is read yet
     monkeypatch.setenv("JOBYARD_JOB_MODULES", "tests.support.testjobs")
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=API_BASE_URL) as api:
             assert (await api.get("/v1/tasks")).status_code == 401
-            r = await api.get("/v1/tasks", headers={"Authorization": "Bearer from-env"})
+            r = await api.get("/v1/tasks", headers={"Authorization": "Bearer from-env-0123456789"})
             assert r.status_code == 200
             assert "tests.sleep" in [t["name"] for t in r.json()["tasks"]]

@@ -419,7 +419,7 @@ def test_tokens_from_flag_or_environment(
         f"{redis_base_url.rsplit('/', 1)[0]}/{CLI_DB}",
         config_path,
         JOBYARD_API_PORT=str(port),
-        JOBYARD_API_TOKENS="reader-token,other-token",
+        JOBYARD_API_TOKENS="reader-token-abcdef,other-token-abcdef",
     )
     api = Proc(["api"], env, tmp_path / "api-tokens.log")
     try:
@@ -436,7 +436,7 @@ def test_tokens_from_flag_or_environment(
         assert wrong.returncode == 2
         assert "(403)" in wrong.stderr
 
-        by_flag = cli(token_stack, "queues", "-o", "json", "--token", "reader-token")
+        by_flag = cli(token_stack, "queues", "-o", "json", "--token", "reader-token-abcdef")
         assert by_flag.returncode == 0, by_flag.stderr
         assert [q["name"] for q in json.loads(by_flag.stdout)["queues"]] == [
             "default",
@@ -445,7 +445,7 @@ def test_tokens_from_flag_or_environment(
         ]
         by_env = subprocess.run(
             [sys.executable, "-m", "jobyard.cli", "queues", "-o", "json"],
-            env={**cli_env(url), "JOBYARD_API_TOKEN": "other-token"},
+            env={**cli_env(url), "JOBYARD_API_TOKEN": "other-token-abcdef"},
             capture_output=True,
             text=True,
             timeout=60,

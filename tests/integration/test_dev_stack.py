@@ -149,7 +149,7 @@ def test_dev_runs_the_stack_and_stops_cleanly_on_ctrl_c(
     api = f"http://127.0.0.1:{port}"
     log = run.log()
     for line in (
-        f"  API      {api}",
+        f"  API      {api}  (OPEN: no token needed (JOBYARD_API_AUTH=none)",
         f"  docs     {api}/docs",
         f"  metrics  {api}/metrics",
         f"  Redis    {state['redis_url']}  (embedded {shutil.which('redis-server')}, "
@@ -169,6 +169,7 @@ def test_dev_runs_the_stack_and_stops_cleanly_on_ctrl_c(
     r.close()
 
     with httpx.Client(base_url=api, timeout=10) as http:
+        assert http.get("/docs").status_code == 200
         created = http.post("/v1/jobs", json={"task": "jobyard.noop", "args": {}})
         assert created.status_code == 201, created.text
         job_id = created.json()["id"]

@@ -28,6 +28,20 @@ def jobyard_env(redis_url: str, config_path: Path, **extra: str) -> dict[str, st
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)
+    return open_api_unless_tokens(env)
+
+
+def open_api_unless_tokens(env: dict[str, str]) -> dict[str, str]:
+    """`env` with JOBYARD_API_AUTH=none (and the docs on) when it configures no token and
+    no mode.
+
+    Tests that do not exercise authentication run the API open on purpose, as `jobyard dev`
+    does; tests that give tokens get them enforced (and the docs off unless they say).
+    """
+    tokens = any(env.get(k) for k in ("JOBYARD_API_TOKENS", "JOBYARD_ADMIN_TOKENS"))
+    if not tokens and "JOBYARD_API_AUTH" not in env:
+        env["JOBYARD_API_AUTH"] = "none"
+        env.setdefault("JOBYARD_API_DOCS", "true")
     return env
 
 
@@ -40,7 +54,7 @@ class Proc:
         self._log = log_path.open("ab")
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "jobyard.cli", *args],
-            env=env,
+            env=open_api_unless_tokens(dict(env)),
             cwd=str(ROOT),
             stdout=self._log,
             stderr=subprocess.STDOUT,

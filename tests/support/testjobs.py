@@ -4,10 +4,12 @@
 - `tests.always_fails`: always raises a retryable error (ends dead)
 - `tests.sleep`: sleeps, reporting progress every `step_s`; stops when cancel is requested
 - `tests.record_effect`: appends its job id to a file (counts executions)
+- `tests.careless`: logs and fails with its secret-bearing arguments in the text (ends dead)
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Annotated
@@ -84,3 +86,30 @@ def record_effect(ctx: JobContext, args: EffectArgs) -> None:
     """Append this job's id to the file `path`."""
     with Path(args.path).open("a", encoding="utf-8") as f:
         f.write(ctx.job_id + "\n")
+
+
+class CarelessArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    api_token: str
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+@job(
+    "tests.careless",
+    args=CarelessArgs,
+    queue="default",
+    retry=RetryPolicy(max_attempts=1),
+)
+def careless(ctx: JobContext, args: CarelessArgs) -> None:
+    """What careless job code does: log and raise with credentials in the text."""
+    logging.getLogger("tests.careless").warning(
+        "calling %s with Authorization: %s",
+        args.url,
+        args.headers.get("Authorization"),
+        extra={"api_token": args.api_token, "target": args.url},
+    )
+    raise RetryableError(
+        f"GET {args.url}?token={args.api_token} failed; sent "
+        f"Authorization: {args.headers.get('Authorization')} and {args.model_dump()}"
+    )

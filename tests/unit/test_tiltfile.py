@@ -162,7 +162,7 @@ class TestImage:
         assert syncs == ["sync:services/jobyard->/opt/jobyard/lib/python3.12/site-packages/jobyard"]
         assert (ROOT / "services" / "jobyard" / "__init__.py").is_file()
         dockerfile = (ROOT / "services" / "Dockerfile").read_text(encoding="utf-8")
-        version = re.search(r"ARG PYTHON_IMAGE=python:(3\.\d+)-", dockerfile)
+        version = re.search(r"ARG PYTHON_IMAGE=python:(3\.\d+)[.-]", dockerfile)
         assert version and f"/lib/python{version.group(1)}/" in syncs[0]
         ((fallback, _),) = tilt.called("fall_back_on")
         assert all((ROOT / p).is_file() for p in fallback[0])

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from jobyard import __version__
+from jobyard.api.auth import check_auth_mode
 from jobyard.api.body_limit import BodySizeLimit
 from jobyard.api.problems import PROBLEM_JSON, AsciiJSONResponse, install_problem_handlers
 from jobyard.api.routers import api_router
@@ -43,6 +44,8 @@ def _lifespan(runtime: Runtime | None) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime if runtime is not None else bootstrap()
+        if runtime is None:
+            check_auth_mode(rt.settings)
         client = async_client(rt.settings.redis_url)
         app.state.runtime = rt
         app.state.redis = client
@@ -56,7 +59,13 @@ def _lifespan(runtime: Runtime | None) -> Callable[[FastAPI], Any]:
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
-    """The API app; `runtime=None` bootstraps from the environment in the lifespan."""
+    """The API app; `runtime=None` bootstraps from the environment in the lifespan.
+
+    Raises :class:`~jobyard.core.errors.ConfigError` when authentication would be off by
+    accident (see :func:`jobyard.api.auth.check_auth_mode`).
+    """
+    if runtime is not None:
+        check_auth_mode(runtime.settings)
     app = FastAPI(
         title="jobyard",
         version=__version__,
@@ -64,6 +73,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         openapi_tags=TAGS,
         lifespan=_lifespan(runtime),
         default_response_class=AsciiJSONResponse,
+        docs_url=None,  # served by routers.docs, behind JOBYARD_API_DOCS
+        redoc_url=None,
+        openapi_url=None,
     )
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from jobyard.core.redaction import MASK, is_secret_name, redact_text, redact_value
+
 
 class JobyardError(Exception):
     """Base class of jobyard's own errors."""
@@ -55,7 +57,8 @@ def format_validation_error(
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling)"
         given = err.get("input")
-        shown = repr(given)
+        secret = any(isinstance(p, str) and is_secret_name(p) for p in err["loc"])
+        shown = MASK if secret else redact_text(repr(redact_value(given)))
         if len(shown) > 80:
             shown = shown[:77] + "..."
         lines.append(f"{source}: {where}: {msg} (got {shown})")

@@ -6,7 +6,13 @@ import json
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializationInfo, field_serializer, field_validator
+
+from jobyard.core.redaction import redact_text, redact_value
+
+STORE_CONTEXT = {"store": True}
+"""Serialisation context of a record written to Redis: arguments kept as given (retries
+republish them); every other serialisation (API answers, CLI output) redacts them."""
 
 
 class JobState(StrEnum):
@@ -41,10 +47,15 @@ class Progress(BaseModel):
 
 
 class JobError(BaseModel):
-    """Why an attempt or the job failed."""
+    """Why an attempt or the job failed (credentials in the message are masked)."""
 
     type: str
     message: str
+
+    @field_validator("message")
+    @classmethod
+    def _redacted(cls, value: str) -> str:
+        return redact_text(value)
 
 
 class JobRecord(BaseModel):
@@ -70,10 +81,17 @@ class JobRecord(BaseModel):
     trace_id: str | None = None
     cancel_requested: bool = False
 
+    @field_serializer("args")
+    def _args_out(self, args: dict[str, Any], info: SerializationInfo) -> dict[str, Any]:
+        if info.context and info.context.get("store"):
+            return args
+        redacted: dict[str, Any] = redact_value(args)
+        return redacted
+
     def to_hash(self) -> dict[str, str]:
         """The Redis hash fields of a new record (None values are left out)."""
         out: dict[str, str] = {}
-        for name, value in self.model_dump(mode="json").items():
+        for name, value in self.model_dump(mode="json", context=STORE_CONTEXT).items():
             if value is None or value is False:
                 continue
             if name in _JSON_FIELDS:

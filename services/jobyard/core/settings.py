@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jobyard.core.errors import ConfigError, format_validation_error
@@ -19,10 +19,27 @@ from jobyard.core.tls import broker_ssl_options
 ENV_PREFIX = "JOBYARD_"
 
 
+MIN_TOKEN_CHARS = 16
+"""The shortest API or admin token accepted (a guessable token is no token)."""
+
+
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def _split_tokens(value: object) -> object:
+    """Comma-separated tokens; a blank entry is an error, not something to skip."""
+    if not isinstance(value, str):
+        return value
+    parts = [part.strip() for part in value.split(",")]
+    if any(not part for part in parts):
+        raise ValueError(
+            "holds a blank entry (check for stray commas and spaces); give comma-separated "
+            "tokens, or unset it"
+        )
+    return parts
 
 
 class Settings(BaseSettings):
@@ -37,9 +54,15 @@ class Settings(BaseSettings):
     job_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Comma-separated Python modules that register jobs (imported at start)."""
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
-    """Comma-separated bearer tokens; when set, every endpoint but health needs one."""
+    """Comma-separated bearer tokens for reads (at least 16 characters each)."""
     admin_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
-    """Comma-separated tokens that write endpoints require (when set)."""
+    """Comma-separated tokens for writes (and reads); at least 16 characters each."""
+    api_auth: Literal["tokens", "none"] = "tokens"
+    """`tokens`: the API needs a token for everything but the probes and metrics, and does
+    not start without one configured. `none`: the API is open to anyone who reaches it
+    (it says so in a warning at start); only with no tokens configured."""
+    api_docs: bool = False
+    """Serve `/docs`, `/redoc` and `/openapi.json` (without a token: the API's shape only)."""
     api_url: str = "http://127.0.0.1:8000"
     """Where client commands (`jobyard enqueue`, `status`, ...) reach the API."""
     api_token: SecretStr | None = None
@@ -71,10 +94,44 @@ class Settings(BaseSettings):
     metrics_host: str = "0.0.0.0"  # noqa: S104 - Prometheus scrapes pods from outside
     """Address the worker and beat `/metrics` servers listen on."""
 
-    @field_validator("job_modules", "api_tokens", "admin_tokens", mode="before")
+    @field_validator("job_modules", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("api_tokens", "admin_tokens", mode="before")
+    @classmethod
+    def _tokens_csv(cls, value: object) -> object:
+        return _split_tokens(value)
+
+    @field_validator("api_tokens", "admin_tokens")
+    @classmethod
+    def _tokens_usable(cls, value: list[SecretStr]) -> list[SecretStr]:
+        texts = [t.get_secret_value() for t in value]
+        short = [n for n, t in enumerate(texts, 1) if len(t) < MIN_TOKEN_CHARS]
+        if short:
+            raise ValueError(
+                f"token(s) number {', '.join(map(str, short))} are shorter than "
+                f"{MIN_TOKEN_CHARS} characters (generate one with `openssl rand -hex 32`)"
+            )
+        if len(set(texts)) != len(texts):
+            raise ValueError("the same token is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _tokens_distinct(self) -> Settings:
+        api = {t.get_secret_value() for t in self.api_tokens}
+        if any(t.get_secret_value() in api for t in self.admin_tokens):
+            raise ValueError(
+                "JOBYARD_ADMIN_TOKENS and JOBYARD_API_TOKENS share a token: an admin token "
+                "already reads, give each token one role"
+            )
+        return self
+
+    @property
+    def auth_tokens_configured(self) -> bool:
+        """Whether any API or admin token is configured."""
+        return bool(self.api_tokens or self.admin_tokens)
 
     @field_validator("redis_url")
     @classmethod

@@ -159,6 +159,10 @@ class DevStack:
         env.setdefault("JOBYARD_LOG_FORMAT", "console")
         env.setdefault("JOBYARD_HEARTBEAT_DIR", str(self.state_dir / "heartbeat"))
         env.setdefault("JOBYARD_METRICS_HOST", "127.0.0.1")
+        if not self.rt.settings.auth_tokens_configured:
+            # A laptop stack: the API runs open on purpose (and says so), docs on.
+            env.setdefault("JOBYARD_API_AUTH", "none")
+            env.setdefault("JOBYARD_API_DOCS", "true")
         env["PYTHONUNBUFFERED"] = "1"
         env.update(extra)
         return env
@@ -266,7 +270,7 @@ class DevStack:
             [
                 "",
                 f"jobyard dev stack ready in {took:.1f} s",
-                f"  API      {self.api_url}",
+                f"  API      {self.api_url}  ({self._auth_line()})",
                 f"  docs     {self.api_url}/docs",
                 f"  metrics  {self.api_url}/metrics",
                 f"  Redis    {redis_line}",
@@ -276,6 +280,14 @@ class DevStack:
                 "Press Ctrl-C to stop.",
                 "",
             ]
+        )
+
+    def _auth_line(self) -> str:
+        if self.rt.settings.auth_tokens_configured:
+            return "tokens required: JOBYARD_API_TOKENS / JOBYARD_ADMIN_TOKENS"
+        return (
+            "OPEN: no token needed (JOBYARD_API_AUTH=none); set JOBYARD_ADMIN_TOKENS "
+            "before listening beyond loopback"
         )
 
     def _client_hint(self) -> list[str]:

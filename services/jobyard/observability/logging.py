@@ -27,6 +27,7 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
+from jobyard.core.redaction import redact_text, redact_value
 from jobyard.core.settings import Settings
 
 LogFormat = Literal["json", "console"]
@@ -118,8 +119,12 @@ def rfc3339(ts: float) -> str:
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
-    """The fields a caller attached with ``extra=`` (and the trace id filter)."""
-    return {k: v for k, v in record.__dict__.items() if k not in _RESERVED and v is not None}
+    """The fields a caller attached with ``extra=`` (and the trace id filter), redacted."""
+    return {
+        k: redact_value(v, k)
+        for k, v in record.__dict__.items()
+        if k not in _RESERVED and v is not None
+    }
 
 
 class JsonFormatter(logging.Formatter):
@@ -134,13 +139,13 @@ class JsonFormatter(logging.Formatter):
             "ts": rfc3339(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": record.getMessage(),
+            "event": redact_text(record.getMessage()),
             "component": self.component,
         }
         out.update(extra_fields(record))
         if record.exc_info and record.exc_info[0] is not None:
             out["exc_type"] = record.exc_info[0].__name__
-            out["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            out["exc"] = redact_text("".join(traceback.format_exception(*record.exc_info)).rstrip())
         elif record.stack_info:
             out["stack"] = record.stack_info
         return json.dumps(out, default=str, ensure_ascii=False, separators=(",", ":"))
@@ -160,11 +165,11 @@ class ConsoleFormatter(logging.Formatter):
             k for k in fields if k not in JOB_FIELDS
         )
         pairs = " ".join(f"{k}={_console_value(fields[k])}" for k in ordered)
-        line = f"{ts} {record.levelname:<7} {record.name:<24} {record.getMessage()}"
+        line = f"{ts} {record.levelname:<7} {record.name:<24} {redact_text(record.getMessage())}"
         if pairs:
             line += f"  {pairs}"
         if record.exc_info and record.exc_info[0] is not None:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + redact_text(self.formatException(record.exc_info))
         return line
 
 

@@ -2,7 +2,16 @@
 
 from fastapi import APIRouter
 
-from jobyard.api.routers import dead_letters, health, jobs, queues, schedules, tasks, workflows
+from jobyard.api.routers import (
+    dead_letters,
+    docs,
+    health,
+    jobs,
+    queues,
+    schedules,
+    tasks,
+    workflows,
+)
 
 api_router = APIRouter()
 api_router.include_router(health.router)
@@ -12,5 +21,6 @@ api_router.include_router(queues.router)
 api_router.include_router(tasks.router)
 api_router.include_router(schedules.router)
 api_router.include_router(dead_letters.router)
+api_router.include_router(docs.router)
 
 __all__ = ["api_router"]
