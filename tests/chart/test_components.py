@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -167,12 +168,15 @@ class TestSecretsAndSettings:
                 "redis-url",
                 False,
             )
-            # optional keys of an existing Secret may be absent
-            assert _secret_ref(env_of(c)["JOBYARD_API_TOKENS"]) == (
-                "jobyard-prod",
-                "api-tokens",
-                True,
-            )
+            env = env_of(c)
+            if name == "api":  # with auth.mode tokens, an existing Secret must hold both
+                for var, key in (
+                    ("JOBYARD_API_TOKENS", "api-tokens"),
+                    ("JOBYARD_ADMIN_TOKENS", "admin-tokens"),
+                ):
+                    assert _secret_ref(env[var]) == ("jobyard-prod", key, False)
+            else:  # tokens never reach workers (job code) or beat
+                assert "JOBYARD_API_TOKENS" not in env and "JOBYARD_ADMIN_TOKENS" not in env
         assert not r.of_kind("Secret")
 
     def test_the_url_parses_back_to_the_values(self, rendered: Render) -> None:
@@ -208,7 +212,11 @@ class TestSecretsAndSettings:
         assert data["smtp-password"] == "smtp-password"
         (c,) = pod_spec(r.get("Deployment", f"{RELEASE}-worker-default"))["containers"]
         env = env_of(c)
-        assert _secret_ref(env["JOBYARD_API_TOKENS"]) == (RELEASE, "api-tokens", False)
+        assert "JOBYARD_API_TOKENS" not in env
+        assert _secret_ref(env["JOBYARD_WEBHOOK_SECRET"]) == (RELEASE, "webhook-secret", False)
+        assert _secret_ref(env["JOBYARD_SMTP_PASSWORD"]) == (RELEASE, "smtp-password", False)
+        (api,) = pod_spec(r.get("Deployment", f"{RELEASE}-api"))["containers"]
+        assert _secret_ref(env_of(api)["JOBYARD_API_TOKENS"]) == (RELEASE, "api-tokens", False)
         assert env["JOBYARD_JOB_MODULES"]["value"] == "myapp.jobs,myapp.more_jobs"
         assert env["JOBYARD_SMTP_HOST"]["value"] == "smtp.example.com"
         assert env["JOBYARD_SMTP_STARTTLS"]["value"] == "true"
@@ -230,26 +238,114 @@ class TestSecretsAndSettings:
             "persistentVolumeClaim": {"claimName": "jobyard-exports"},
         }
 
-    def test_the_settings_load(self, rendered: Render) -> None:
-        """The plain env of a worker is a valid jobyard configuration."""
+    @staticmethod
+    def _settings_of(r: Render, deployment: str) -> Any:
         from jobyard.core.settings import load_settings
 
-        (c,) = pod_spec(rendered("rich").get("Deployment", f"{RELEASE}-worker-default"))[
-            "containers"
-        ]
-        secret = rendered("rich").secret_data()
+        (c,) = pod_spec(r.get("Deployment", f"{RELEASE}-{deployment}"))["containers"]
+        secret = r.secret_data()
         environ = {}
         for name, entry in env_of(c).items():
             if name.startswith("JOBYARD_"):
                 environ[name] = (
                     entry.get("value") or secret[entry["valueFrom"]["secretKeyRef"]["key"]]
                 )
-        settings = load_settings(environ)
-        assert settings.smtp_port == 587 and settings.heartbeat_max_age_s == 30
-        assert [t.get_secret_value() for t in settings.api_tokens] == [
+        return load_settings(environ)
+
+    def test_the_settings_load(self, rendered: Render) -> None:
+        """The plain env of each component is a valid jobyard configuration."""
+        r = rendered("rich")
+        worker = self._settings_of(r, "worker-default")
+        assert worker.smtp_port == 587 and worker.heartbeat_max_age_s == 30
+        assert worker.smtp_password is not None and worker.webhook_secret is not None
+        assert worker.api_tokens == [] and worker.admin_tokens == []
+        api = self._settings_of(r, "api")
+        assert [t.get_secret_value() for t in api.api_tokens] == [
             "read-token-0123456789",
             "read-token-abcdefghij",
         ]
+        assert api.api_auth == "tokens" and api.api_docs is False
+        assert api.smtp_password is None and api.webhook_secret is None
+        beat = self._settings_of(r, "beat")
+        assert (beat.api_tokens, beat.admin_tokens, beat.smtp_password, beat.webhook_secret) == (
+            [],
+            [],
+            None,
+            None,
+        )
+
+
+INGRESS = {
+    "enabled": True,
+    "hosts": [{"host": "jobs.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}],
+}
+
+
+class TestApiAuth:
+    """Tokens fail closed: generated when none is given, required with an Ingress."""
+
+    @staticmethod
+    def _with(render_with: RenderWith, values: dict[str, Any]) -> Rendered:
+        return render_with({**load_values("defaults"), **values})
+
+    def test_default_install_generates_an_admin_token_for_the_api_only(
+        self, render_with: RenderWith
+    ) -> None:
+        from jobyard.api.auth import check_auth_mode
+
+        r = self._with(render_with, {})
+        data = r.secret_data()
+        token = data["admin-tokens"]
+        assert len(token) == 48 and token.isalnum()
+        assert data["client-token"] == token
+        assert "api-tokens" not in data
+        settings = TestSecretsAndSettings._settings_of(r, "api")
+        assert [t.get_secret_value() for t in settings.admin_tokens] == [token]
+        check_auth_mode(settings)  # the API starts: tokens are enforced
+        test_pod = r.get("Pod", f"{RELEASE}-test")
+        (tc,) = test_pod["spec"]["containers"]
+        assert env_of(tc)["JOBYARD_API_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == (
+            "client-token"
+        )
+
+    def test_open_mode_renders_no_token_and_the_api_starts_open(
+        self, render_with: RenderWith
+    ) -> None:
+        from jobyard.api.auth import check_auth_mode
+
+        r = self._with(render_with, {"auth": {"mode": "none"}, "api": {"docs": {"enabled": True}}})
+        assert "admin-tokens" not in r.secret_data()
+        settings = TestSecretsAndSettings._settings_of(r, "api")
+        assert settings.api_auth == "none" and settings.api_docs is True
+        check_auth_mode(settings)
+
+    @pytest.mark.parametrize(
+        ("values", "message"),
+        [
+            (
+                {"auth": {"mode": "none"}, "api": {"ingress": INGRESS}},
+                "auth.mode none with api.ingress.enabled",
+            ),
+            ({"api": {"ingress": INGRESS}}, "api.ingress.enabled needs tokens you know"),
+            (
+                {"auth": {"mode": "none", "adminTokens": ["admin-token-0123456789"]}},
+                "auth.mode none with auth.apiTokens or auth.adminTokens set",
+            ),
+        ],
+    )
+    def test_exposure_without_known_tokens_is_a_render_error(
+        self, render_with: RenderWith, values: dict[str, Any], message: str
+    ) -> None:
+        with pytest.raises(Exception, match=re.escape(message)):
+            self._with(render_with, values)
+
+    def test_an_ingress_with_tokens_renders(self, render_with: RenderWith) -> None:
+        r = self._with(
+            render_with,
+            {"auth": {"adminTokens": ["admin-token-0123456789"]}, "api": {"ingress": INGRESS}},
+        )
+        assert r.of_kind("Ingress")
+        assert r.secret_data()["admin-tokens"] == "admin-token-0123456789"
 
 
 class TestHelmTestAndNotes:

@@ -44,13 +44,22 @@ Only JOBYARD_* names jobyard knows are rendered (an unknown one stops it at star
 {{ include "jobyard.secretEnv" (list $ctx "JOBYARD_API_TOKEN" "client-token" false) }}
 {{- end }}
 {{- else }}
+{{- if eq .component "api" }}
+{{- include "jobyard.checkAuth" $ctx }}
+- name: JOBYARD_API_AUTH
+  value: {{ $v.auth.mode | quote }}
+- name: JOBYARD_API_DOCS
+  value: {{ $v.api.docs.enabled | quote }}
+{{- if eq $v.auth.mode "tokens" }}
 {{- if or $existing $v.auth.apiTokens }}
-{{ include "jobyard.secretEnv" (list $ctx "JOBYARD_API_TOKENS" "api-tokens" (not $existing)) }}
+{{ include "jobyard.secretEnv" (list $ctx "JOBYARD_API_TOKENS" "api-tokens" true) }}
 {{- end }}
-{{- if or $existing $v.auth.adminTokens }}
-{{ include "jobyard.secretEnv" (list $ctx "JOBYARD_ADMIN_TOKENS" "admin-tokens" (not $existing)) }}
+{{- if or $existing (include "jobyard.adminTokens" $ctx) }}
+{{ include "jobyard.secretEnv" (list $ctx "JOBYARD_ADMIN_TOKENS" "admin-tokens" true) }}
 {{- end }}
-{{- if or $existing $v.settings.webhookSecret }}
+{{- end }}
+{{- end }}
+{{- if and (eq .component "worker") (or $existing $v.settings.webhookSecret) }}
 {{ include "jobyard.secretEnv" (list $ctx "JOBYARD_WEBHOOK_SECRET" "webhook-secret" (not $existing)) }}
 {{- end }}
 - name: JOBYARD_WEBHOOK_TIMEOUT_S
@@ -63,7 +72,7 @@ Only JOBYARD_* names jobyard knows are rendered (an unknown one stops it at star
 - name: JOBYARD_SMTP_USERNAME
   value: {{ . | quote }}
 {{- end }}
-{{- if or $existing $v.settings.smtp.password }}
+{{- if and (eq .component "worker") (or $existing $v.settings.smtp.password) }}
 {{ include "jobyard.secretEnv" (list $ctx "JOBYARD_SMTP_PASSWORD" "smtp-password" (not $existing)) }}
 {{- end }}
 - name: JOBYARD_SMTP_STARTTLS
