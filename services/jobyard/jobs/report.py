@@ -194,12 +194,14 @@ def _export(ctx: JobContext, args: ExportArgs, dir_fd: int, export_dir: Path) ->
     with source:
         total = count_lines(source)
         source.seek(0)
-        return _write(ctx, args, dir_fd, source, total)
+        written = _write(ctx, args, dir_fd, source, total)
+    return {"path": str(export_dir / args.output), **written}
 
 
 def _write(
     ctx: JobContext, args: ExportArgs, dir_fd: int, source: IO[bytes], total: int
 ) -> dict[str, Any]:
+    """Write the CSV file (a temporary file renamed to `output`): rows and bytes."""
     escape = args.escape_formulas
     ctx.progress(current=0, total=total, message="starting")
     part = part_name(args.output, ctx.job_id)
@@ -246,5 +248,4 @@ def _write(
         os.unlink(part, dir_fd=dir_fd)
         raise
     ctx.progress(current=total, total=total, message=f"{rows} rows written")
-    final = ctx.settings.export_dir.resolve() / args.output
-    return {"path": str(final), "rows": rows, "bytes": size}
+    return {"rows": rows, "bytes": size}
