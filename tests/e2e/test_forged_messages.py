@@ -1,7 +1,8 @@
 """Hostile queue entries: pickle, forged and malformed messages pushed straight into a
 queue list are refused by the worker and never executed (never even unpickled); they are
-not redelivered and do not block the queue; a job record they name says why; and the
-worker keeps consuming good jobs.
+not redelivered and do not block the queue; each becomes a dead letter (the job record it
+names, or a new one) that says why; and the worker keeps consuming good jobs.
+`test_refused_messages.py` covers each kind of refusal in detail.
 
 Also the honest version of a forged message: a job enqueued by an API that knows a task
 the workers do not (a rolling deploy) ends dead with the reason, and runs when retried
@@ -139,27 +140,33 @@ def test_pickle_forged_and_malformed_messages_are_refused_and_never_run(
         "the worker refused the message: Refusing to deserialize untrusted content of type "
         "pickle (application/x-python-serialize)"
     )
-    assert reasons["no headers"] == {
-        "type": "MessageRefused",
-        "message": "the message has no task headers (not a Celery task message)",
-    }
+    assert reasons["no headers"]["type"] == "MessageRefused"
+    assert reasons["no headers"]["message"].startswith(
+        "the message has no task headers (not a Celery task message) (queue 'alpha', task "
+        f"none, message id '{with_records['no headers']}', first bytes b'"
+    )
     assert reasons["body not JSON"]["message"].startswith(
         "the worker could not decode the message body (application/json): "
     )
-    assert sorted(m.decode() for m in cluster.client.zrange(keys.dead_letters("alpha"), 0, -1)) == (
-        sorted(with_records.values())
-    )
+    # Every refused entry is a dead letter: those with records, and one per other entry
+    # (the pickles and the unknown task under their message ids).
+    dead = {m.decode() for m in cluster.client.zrange(keys.dead_letters("alpha"), 0, -1)}
+    refused = [e for e in entries if e != json.dumps(bad_args)] + [urgent_pickle]
+    assert len(dead) == len(with_records) + len(refused)
+    pickles = {json.loads(e)["headers"]["id"] for e in (entries[0], urgent_pickle)}
+    assert {*with_records.values(), *pickles, unknown["headers"]["id"]} <= dead
+    assert cluster.states(list(dead)) == dict.fromkeys(dead, "dead")
     for record in (cluster.record(j) for j in with_records.values()):
         assert (record["attempts"], record.get("started_at")) == ("0", None), "never started"
     # A forged message with a registered task and bad arguments runs no job code.
     bad = cluster.record(bad_args["headers"]["id"])
     assert bad["state"] == "failed"
     assert json.loads(bad["error"])["type"] == "JobArgumentsError"
-    # Nothing else created a record.
-    assert cluster.states([unknown["headers"]["id"]]) == {unknown["headers"]["id"]: None}
+    assert json.loads(cluster.record(unknown["headers"]["id"])["error"])["type"] == "UnknownTask"
     log = worker.log()
-    assert "dropped a queue entry that is not JSON (not a job message): 'garbage{'" in log
-    assert "dropped a malformed entry of queue alpha (not a JSON object but list" in log
+    assert "the queue entry is not JSON (queue 'alpha', task none, message id none, " in log
+    assert "first bytes b'garbage{')" in log
+    assert "the queue entry is not a valid message: not a JSON object but list" in log
     assert "no 'properties' object" in log and "'body' is not valid base64" in log
 
     jobs = [*good, *with_records.values(), bad_args["headers"]["id"]]
@@ -173,7 +180,7 @@ def test_pickle_forged_and_malformed_messages_are_refused_and_never_run(
             effect_duplicates=None,
             recovery_s=None,
             notes=f"{len(entries) + 1 + len(with_records)} forged/pickle/malformed entries: none "
-            "ran or was unpickled; named records dead or failed with the reason; the worker "
+            "ran or was unpickled; each refused one a dead letter with the reason; the worker "
             "survived and ran 5 good jobs",
         )
     )
@@ -192,11 +199,13 @@ def test_a_task_the_workers_do_not_know_yet_ends_dead_and_runs_when_retried(
     cluster.wait_all_terminal([job_id], timeout_s=30)
     record = cluster.record(job_id)
     assert record["state"] == "dead"
-    assert json.loads(record["error"]) == {
-        "type": "UnknownTask",
-        "message": "the worker does not know task 'faults.effect'; retry the dead letter once "
-        "workers that register it run",
-    }
+    error = json.loads(record["error"])
+    assert error["type"] == "UnknownTask"
+    assert error["message"].startswith(
+        "the worker does not know task 'faults.effect'; retry the dead letter once "
+        f"workers that register it run (queue 'alpha', task 'faults.effect', message id "
+        f"'{job_id}', first bytes b'[[],{{\"path\":"
+    )
     listed = api.http.get("/v1/dead-letters", params={"queue": "alpha"}).json()["dead_letters"]
     assert [d["id"] for d in listed] == [job_id]
     assert not effects.exists()

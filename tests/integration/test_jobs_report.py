@@ -1,4 +1,5 @@
-"""report.export: CSV files written and read back, progress, cancellation, refused paths."""
+"""report.export: CSV files written and read back, progress, cancellation, refused paths,
+links planted in the export directory, cells that could run as formulas."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 from jobyard.core import keys
 from jobyard.core.records import JobRecord, JobState
 from jobyard.core.registry import PermanentError
-from jobyard.jobs.report import ExportArgs, export
+from jobyard.jobs.report import ExportArgs, export, part_name
 from tests.support.jobs import Jobs, start_worker
 
 pytestmark = pytest.mark.integration
@@ -222,7 +223,7 @@ def test_symlink_out_of_the_export_dir_is_refused(
     secret.write_text('{"password": "hunter2"}\n')
     (export_dir / "inputs" / "link.jsonl").symlink_to(secret)
     args = ExportArgs(source="inputs/link.jsonl", output="leak.csv")
-    with pytest.raises(PermanentError, match="leads outside the export directory"):
+    with pytest.raises(PermanentError, match=r"'inputs/link\.jsonl': 'link\.jsonl' is a symbol"):
         export(jobs.context("report.export"), args)
     with pytest.raises(PermanentError, match=r"'inputs/missing\.jsonl' is not a file"):
         export(
@@ -249,3 +250,93 @@ def test_rows_that_cannot_be_exported_fail_and_keep_the_old_file(
     assert str(info.value).startswith(message)
     assert (export_dir / "out.csv").read_text() == "old\n"
     assert leftovers(export_dir) == []
+
+
+def _plant(kind: str, at: Path, outside: Path) -> None:
+    if kind == "symlink":
+        at.symlink_to(outside)
+    else:
+        at.hardlink_to(outside)
+
+
+LINK_REASONS = {
+    "symlink": "is a symbolic link",
+    "hardlink": "has 2 hard links (another name, maybe outside the directory, shares its content)",
+}
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink"])
+def test_a_link_planted_at_the_temporary_file_fails_the_job_and_writes_nothing_outside(
+    worker: Any, jobs: Jobs, export_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    write_jsonl(export_dir / "inputs" / "in.jsonl", [{"a": "=evil()"}])
+    job_id = "planted-" + kind
+    part = export_dir / part_name("out.csv", job_id)
+    _plant(kind, part, outside)
+    enqueued = jobs.enqueue(
+        "report.export", {"source": "inputs/in.jsonl", "output": "out.csv"}, job_id=job_id
+    )
+    assert enqueued == job_id
+    rec = jobs.wait(job_id)
+    assert rec.state is JobState.FAILED
+    assert rec.attempts == 1, "refused, not retried"
+    assert rec.error is not None
+    assert rec.error.type == "PermanentError"
+    assert rec.error.message == (
+        f"refused a file in the export directory {export_dir.resolve()}: "
+        f"{part.name!r} {LINK_REASONS[kind]}"
+    )
+    assert outside.read_text() == "precious\n"
+    assert not (export_dir / "out.csv").exists()
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink"])
+def test_a_link_planted_at_the_output_is_refused(
+    jobs: Jobs, export_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    write_jsonl(export_dir / "in.jsonl", [{"a": 1}])
+    _plant(kind, export_dir / "out.csv", outside)
+    with pytest.raises(PermanentError) as info:
+        export(jobs.context("report.export"), ExportArgs(source="in.jsonl", output="out.csv"))
+    assert str(info.value).endswith(f"'out.csv' {LINK_REASONS[kind]}")
+    assert outside.read_text() == "precious\n"
+    assert leftovers(export_dir) == []
+    assert (export_dir / "out.csv").is_symlink() == (kind == "symlink")
+
+
+def test_a_hard_linked_source_or_a_linked_directory_is_refused(
+    jobs: Jobs, export_dir: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.jsonl"
+    secret.write_text('{"password": "hunter2"}\n')
+    (export_dir / "inputs" / "copy.jsonl").hardlink_to(secret)
+    with pytest.raises(PermanentError, match=r"'inputs/copy\.jsonl' has 2 hard links"):
+        export(
+            jobs.context("report.export"), ExportArgs(source="inputs/copy.jsonl", output="c.csv")
+        )
+    (export_dir / "via").symlink_to(tmp_path)
+    with pytest.raises(PermanentError, match=r"'via/secret\.jsonl': 'via' is not a directory"):
+        export(jobs.context("report.export"), ExportArgs(source="via/secret.jsonl", output="c.csv"))
+    assert not (export_dir / "c.csv").exists()
+
+
+FORMULAS = ["=1+2", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\rx"]
+
+
+@pytest.mark.parametrize("escape", [True, False])
+def test_cells_that_could_run_as_formulas_are_escaped_unless_turned_off(
+    jobs: Jobs, export_dir: Path, escape: bool
+) -> None:
+    rows = [{"=key": value, "n": -5, "plain": "a=b"} for value in FORMULAS]
+    write_jsonl(export_dir / "in.jsonl", rows)
+    args = ExportArgs(source="in.jsonl", output="f.csv", escape_formulas=escape)
+    export(jobs.context("report.export"), args)
+    with (export_dir / "f.csv").open(newline="", encoding="utf-8") as f:
+        read = list(csv.reader(f))
+    prefix = "'" if escape else ""
+    assert read[0] == [prefix + "=key", "n", "plain"]
+    assert read[1:] == [[prefix + value, "-5", "a=b"] for value in FORMULAS]

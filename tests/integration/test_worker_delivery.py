@@ -153,7 +153,7 @@ def test_nothing_is_deferred_to_a_delivery_this_process_does_not_hold(
 
 
 @pytest.mark.parametrize("pool", ["solo", "prefork"])
-def test_a_busy_queue_is_taken_with_the_script_and_bad_entries_are_dropped(
+def test_a_busy_queue_is_taken_with_the_script_and_bad_entries_are_refused(
     spawn: Any, enqueuer: Enqueuer, redis_client: redis.Redis, pool: str
 ) -> None:
     # Queued before the worker starts: its first poll is a BRPOP, every later one the
@@ -172,8 +172,9 @@ def test_a_busy_queue_is_taken_with_the_script_and_bad_entries_are_dropped(
     assert stats.get("cmdstat_rpop", {}).get("calls", 0) >= 15, stats.get("cmdstat_rpop")
     assert stats.get("cmdstat_brpop", {}).get("calls", 0) < 10
     log = worker.log()
-    assert "dropped a queue entry that is not JSON" in log
-    assert "dropped a malformed entry of queue default" in log
+    assert "the queue entry is not JSON (queue 'default'" in log
+    assert "the queue entry is not a valid message: no 'properties' object" in log
+    assert redis_client.zcard(keys.dead_letters("default")) == 2
     assert worker.popen.poll() is None
     assert redis_client.llen("default") == 0
     assert redis_client.hlen(keys.KOMBU_UNACKED) == 0

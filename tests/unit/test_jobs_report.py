@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from jobyard.jobs.report import ExportArgs, cell, count_lines
+from jobyard.jobs.report import ExportArgs, cell, count_lines, text_cell
 
 VALID: dict[str, Any] = {"source": "inputs/orders.jsonl", "output": "orders.csv"}
 
@@ -87,4 +87,24 @@ def test_cells(value: Any, text: str) -> None:
 def test_count_lines(tmp_path: Path, content: bytes, lines: int) -> None:
     path = tmp_path / "f.jsonl"
     path.write_bytes(content)
-    assert count_lines(path) == lines
+    with path.open("rb") as f:
+        assert count_lines(f) == lines
+
+
+@pytest.mark.parametrize(
+    ("value", "escaped"),
+    [
+        ('=HYPERLINK("http://x")', '\'=HYPERLINK("http://x")'),
+        ("+1+2", "'+1+2"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("a=b", "a=b"),
+        ("", ""),
+    ],
+)
+def test_text_cells_that_could_run_as_formulas_are_escaped(value: str, escaped: str) -> None:
+    assert text_cell(value, escape_formulas=True) == escaped
+    assert text_cell(value, escape_formulas=False) == value
+    assert ExportArgs.model_validate(VALID).escape_formulas is True

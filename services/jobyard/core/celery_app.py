@@ -108,6 +108,7 @@ def create_celery(
     app.jobyard_settings = settings
     app.jobyard_config = config
     app.jobyard_registry = registry
+    app.jobyard_queue = queue.name if queue is not None else None  # a worker's queue
     for spec in registry.specs():
         home = _queue_or_none(config, spec.queue)
         app.task(

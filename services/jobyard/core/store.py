@@ -222,13 +222,35 @@ meanwhile keeps its outcome. Returns 1 if the record changed."""
 
 
 REFUSE_SCRIPT = """
--- KEYS[1] job hash; ARGV: job id, now, error JSON, dead-letters key prefix,
--- running key prefix, record ttl, pending key prefix, and '1' when the start script ran
--- for this very delivery (`jobyard.worker.delivery`): then the job never ran, though its
--- record says started
-local state = redis.call('HGET', KEYS[1], 'state')
-local waiting = state == 'queued' or state == 'retrying' or state == 'scheduled'
-if not waiting and not (ARGV[8] == '1' and state == 'started') then return 0 end
+-- KEYS: [1] the record the message names (KEYS[2] when it names none), [2] a new record,
+-- [3] running, [4] pending, [5] dead letters, [6] recent and [7] recent of the queue the
+-- message was taken from, [8] unacked hash, [9] unacked index.
+-- ARGV: [1] the message's job id ('' if none), [2] the new record's id, [3] now,
+-- [4] error JSON, [5] record ttl, [6] '1' when the start script ran for this very
+-- delivery (then the job never ran, though its record says started), [7] the queue,
+-- [8] the delivery tag to remove from unacked ('' if none), [9...] the new record's fields.
+local function waits(state)
+  return state == 'queued' or state == 'retrying' or state == 'scheduled'
+    or (ARGV[6] == '1' and state == 'started')
+end
+local function bury(key, id)
+  redis.call('HSET', key, 'id', id, unpack(ARGV, 9))
+  redis.call('EXPIRE', key, ARGV[5])
+  redis.call('ZADD', KEYS[5], ARGV[3], id)
+  redis.call('ZADD', KEYS[6], ARGV[3], id)
+  redis.call('ZADD', KEYS[7], ARGV[3], id)
+  return {id, 'new'}
+end
+if ARGV[8] ~= '' then
+  redis.call('HDEL', KEYS[8], ARGV[8])
+  redis.call('ZREM', KEYS[9], ARGV[8])
+end
+local id = ARGV[1]
+if id == '' then return bury(KEYS[2], ARGV[2]) end
+local found = redis.call('HMGET', KEYS[1], 'state', 'queue')
+local state = found[1]
+if not state then return bury(KEYS[1], id) end
+if found[2] ~= ARGV[7] or not waits(state) then return bury(KEYS[2], ARGV[2]) end
 if state == 'started' then
   -- undo what the start script wrote for this delivery
   if tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > 0 then
@@ -236,17 +258,18 @@ if state == 'started' then
   end
   redis.call('HDEL', KEYS[1], 'started_at', 'worker')
 end
-local queue = redis.call('HGET', KEYS[1], 'queue')
-redis.call('HSET', KEYS[1], 'state', 'dead', 'finished_at', ARGV[2], 'error', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-if queue then
-  redis.call('ZREM', ARGV[5] .. queue, ARGV[1])
-  redis.call('ZREM', ARGV[7] .. queue, ARGV[1])
-  redis.call('ZADD', ARGV[4] .. queue, ARGV[2], ARGV[1])
-end
-return 1
+redis.call('HSET', KEYS[1], 'state', 'dead', 'finished_at', ARGV[3], 'error', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('ZREM', KEYS[3], id)
+redis.call('ZREM', KEYS[4], id)
+redis.call('ZADD', KEYS[5], ARGV[3], id)
+return {id, 'record'}
 """
-"""A worker refused a message naming this job (it was never run): a record still waiting
-to run (queued, retrying, scheduled, or started by this delivery's own start script)
-becomes dead with the reason and joins its queue's dead letters. Any other record is left
-alone. Returns 1 if the record changed."""
+"""A worker refused a message (it never ran): it becomes a dead letter of the queue it
+was taken from, and leaves `unacked` in the same step.
+
+The record the message names becomes dead with the reason if it belongs to that queue and
+still waits to run (queued, retrying, scheduled, or started by this delivery's own start
+script); with no such record, a new dead record holds the reason: under the message's id
+when no record has it, else under a new id (a record the message does not own, one that
+ran or runs elsewhere, is left alone). Returns [the dead record's id, 'record' | 'new']."""

@@ -5,9 +5,10 @@ envelope; an entry that is not JSON, or JSON that is not an envelope, raises out
 worker's event loop and Celery stops the whole worker ("Unrecoverable error", seen here):
 one stray entry would stop a worker and cut short the jobs it runs. jobyard's transport
 logs such an entry and drops it (it cannot be a job: jobyard writes only well-formed
-envelopes). A well-formed envelope the worker must
-not run (pickle content, an unknown task, missing headers) is still Celery's to refuse,
-see `jobyard.worker.consumer`.
+envelopes); in a worker, `jobyard.worker.delivery` refuses it before it gets here and
+files it as a dead letter. A well-formed envelope the worker must not run (pickle
+content, an unknown task, missing headers) is Celery's to refuse, see
+`jobyard.worker.consumer`.
 
 Selected with Celery's `broker_transport` for `redis://` and `rediss://` URLs. kombu then
 takes TLS settings only from `broker_use_ssl`, which `jobyard.core.tls` derives from the

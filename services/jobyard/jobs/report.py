@@ -2,14 +2,19 @@
 
 Both files live in `JOBYARD_EXPORT_DIR`: the job reads `source` (a relative path there,
 e.g. `inputs/orders.jsonl`) and writes `output` (a bare file name) beside it. Absolute
-paths, `..` and symbolic links that lead outside the directory are refused, so the job
-never reads an arbitrary file.
+paths and `..` are refused, and no file is opened through a symbolic link or with a
+second hard link (`jobs._files`): a link planted in the directory (at the source, the
+temporary file or the output) fails the job with the reason, so it never reads or writes
+a file outside the directory.
 
 Each non-blank line must be a JSON object; it becomes one CSV row. Columns are `columns`
 when given (keys a row lacks give empty cells, keys not listed are left out), else the
 keys of the first row, in order: a later row with a key the first row lacked fails the
 job, naming the line, rather than silently drop data. Cells: strings as they are, numbers
 as in JSON, `true`/`false`, null as an empty cell, objects and arrays as compact JSON.
+A text cell or column name that starts with `=`, `+`, `-`, `@`, a tab or a carriage
+return gets a leading `'`, so a spreadsheet shows it as text instead of running it as a
+formula (CSV injection; `escape_formulas: false` turns this off).
 
 The file is streamed (constant memory) into a temporary file that replaces `output` only
 when complete, so readers never see half a file and a retried or cancelled job leaves
@@ -20,23 +25,34 @@ cancel request is honoured at the same pace.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jobyard.core.context import JobContext
 from jobyard.core.registry import PermanentError, RetryPolicy, job
+from jobyard.jobs._files import (
+    UnsafePathError,
+    create_exclusive,
+    open_dir,
+    open_source,
+    replace_into,
+)
 
 OUTPUT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,250}\.csv$"
 TICK_S = 0.2
 """How often progress is written and cancellation checked."""
 MAX_COLUMNS = 1000
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a cell as a formula (OWASP, CSV
+injection)."""
 
 REPORT_RETRY = RetryPolicy(max_attempts=3, backoff_s=5.0, retry_on=(OSError,))
 """I/O errors (a full or flaky disk) are retried; bad input is not."""
@@ -64,6 +80,11 @@ class ExportArgs(BaseModel):
     then fails the job)."""
     delimiter: Literal[",", ";", "\t", "|"] = ","
     """Field separator of the CSV file."""
+    escape_formulas: bool = True
+    """Prefix `'` to text cells and column names that start with `=`, `+`, `-`, `@`, a
+    tab or a carriage return, so a spreadsheet never runs them as formulas (CSV
+    injection). False writes them as they are (for a consumer that is not a
+    spreadsheet)."""
 
     @field_validator("source")
     @classmethod
@@ -103,27 +124,20 @@ def cell(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def resolve_source(export_dir: Path, source: str) -> Path:
-    """The source file, checked to be a regular file inside `export_dir`."""
-    base = export_dir.resolve()
-    path = (base / source).resolve()
-    if not path.is_relative_to(base):
-        raise PermanentError(
-            f"source {source!r} leads outside the export directory {base} (a symbolic link?)"
-        )
-    if not path.is_file():
-        raise PermanentError(f"source {source!r} is not a file in the export directory {base}")
-    return path
+def text_cell(value: str, escape_formulas: bool) -> str:
+    """A text cell (or column name), with a leading `'` if it could run as a formula."""
+    if escape_formulas and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
-def count_lines(path: Path) -> int:
-    """Lines in the file (a last line without a newline counts)."""
+def count_lines(f: IO[bytes]) -> int:
+    """Lines in the file from where it stands (a last line without a newline counts)."""
     lines = 0
     last = b"\n"
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
+    while chunk := f.read(1 << 20):
+        lines += chunk.count(b"\n")
+        last = chunk[-1:]
     return lines + (0 if last == b"\n" else 1)
 
 
@@ -131,26 +145,26 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def read_rows(path: Path, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_rows(f: IO[bytes], source: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line; bad lines fail the job."""
-    with path.open("rb") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line, parse_constant=_reject_constant)
-            except ValueError as exc:
-                raise PermanentError(f"{source}: line {number} is not valid JSON: {exc}") from exc
-            if not isinstance(row, dict):
-                raise PermanentError(
-                    f"{source}: line {number} is a JSON {type(row).__name__}, not an object"
-                )
-            yield number, row
+    for number, line in enumerate(f, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise PermanentError(f"{source}: line {number} is not valid JSON: {exc}") from exc
+        if not isinstance(row, dict):
+            raise PermanentError(
+                f"{source}: line {number} is a JSON {type(row).__name__}, not an object"
+            )
+        yield number, row
 
 
-def _part_path(directory: Path, output: str, job_id: str) -> Path:
+def part_name(output: str, job_id: str) -> str:
+    """The temporary file the job writes before renaming it to `output`."""
     safe_id = re.sub(r"[^A-Za-z0-9_-]", "_", job_id)[:64]
-    return directory / f".{output}.{safe_id}.part"
+    return f".{output}.{safe_id}.part"
 
 
 @job("report.export", args=ExportArgs, queue="reports", retry=REPORT_RETRY, idempotent=True)
@@ -159,26 +173,52 @@ def export(ctx: JobContext, args: ExportArgs) -> dict[str, Any]:
 
     Result: `{"path": <CSV path>, "rows": <data rows>, "bytes": <file size>}`.
     """
-    export_dir = ctx.settings.export_dir
-    source = resolve_source(export_dir, args.source)
-    export_dir.mkdir(parents=True, exist_ok=True)
-    final = export_dir.resolve() / args.output
-    part = _part_path(final.parent, args.output, ctx.job_id)
-    total = count_lines(source)
+    ctx.settings.export_dir.mkdir(parents=True, exist_ok=True)
+    export_dir = ctx.settings.export_dir.resolve()
+    dir_fd = open_dir(export_dir)
+    try:
+        return _export(ctx, args, dir_fd, export_dir)
+    except UnsafePathError as exc:
+        raise PermanentError(f"refused a file in the export directory {export_dir}: {exc}") from exc
+    finally:
+        os.close(dir_fd)
+
+
+def _export(ctx: JobContext, args: ExportArgs, dir_fd: int, export_dir: Path) -> dict[str, Any]:
+    try:
+        source = open_source(dir_fd, args.source)
+    except FileNotFoundError:
+        raise PermanentError(
+            f"source {args.source!r} is not a file in the export directory {export_dir}"
+        ) from None
+    with source:
+        total = count_lines(source)
+        source.seek(0)
+        written = _write(ctx, args, dir_fd, source, total)
+    return {"path": str(export_dir / args.output), **written}
+
+
+def _write(
+    ctx: JobContext, args: ExportArgs, dir_fd: int, source: IO[bytes], total: int
+) -> dict[str, Any]:
+    """Write the CSV file (a temporary file renamed to `output`): rows and bytes."""
+    escape = args.escape_formulas
     ctx.progress(current=0, total=total, message="starting")
+    part = part_name(args.output, ctx.job_id)
     rows = 0
     line = 0
+    raw = create_exclusive(dir_fd, part)
     try:
-        with part.open("w", encoding="utf-8", newline="") as out:
+        with io.TextIOWrapper(raw, encoding="utf-8", newline="") as out:
             writer = csv.writer(out, delimiter=args.delimiter)
             columns = list(args.columns) if args.columns is not None else None
             if columns is not None:
-                writer.writerow(columns)
+                writer.writerow([text_cell(c, escape) for c in columns])
             next_tick = time.monotonic() + TICK_S
             for line, row in read_rows(source, args.source):
                 if columns is None:
                     columns = list(row)
-                    writer.writerow(columns)
+                    writer.writerow([text_cell(c, escape) for c in columns])
                 elif args.columns is None:
                     extra = [k for k in row if k not in columns]
                     if extra:
@@ -187,7 +227,12 @@ def export(ctx: JobContext, args: ExportArgs) -> dict[str, Any]:
                             f"row lacks (columns: {', '.join(columns)}); pass `columns` to "
                             "choose the columns"
                         )
-                writer.writerow([cell(row.get(c)) for c in columns])
+                writer.writerow(
+                    [
+                        text_cell(v, escape) if isinstance(v, str) else cell(v)
+                        for v in (row.get(c) for c in columns)
+                    ]
+                )
                 rows += 1
                 if time.monotonic() >= next_tick:
                     ctx.raise_if_cancelled(
@@ -197,10 +242,10 @@ def export(ctx: JobContext, args: ExportArgs) -> dict[str, Any]:
                     next_tick = time.monotonic() + TICK_S
             out.flush()
             os.fsync(out.fileno())
-        os.replace(part, final)
+            size = os.fstat(out.fileno()).st_size
+        replace_into(dir_fd, part, args.output)
     except BaseException:
-        part.unlink(missing_ok=True)
+        os.unlink(part, dir_fd=dir_fd)
         raise
-    size = final.stat().st_size
     ctx.progress(current=total, total=total, message=f"{rows} rows written")
-    return {"path": str(final), "rows": rows, "bytes": size}
+    return {"rows": rows, "bytes": size}

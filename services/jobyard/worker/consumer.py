@@ -1,35 +1,26 @@
-"""The worker's message consumer: a message Celery refuses leaves its reason on the job.
+"""The worker's message consumer: runs only jobyard's registered jobs, and files every
+message Celery refuses as a dead letter (`worker.refusals`).
 
 Celery drops, without running or redelivering it, a message it cannot run: content it
 does not accept (pickle: jobyard accepts JSON only), a body that does not decode, a task
 it does not know (a worker older than the producer), or an envelope without task headers.
-Its job's record would then say `queued` forever. When the message names a job whose
-record still waits to run, the record becomes `dead` with the reason (a dead letter an
-operator can retry once workers can run it, or purge).
+Celery also registers tasks of its own on every app (`celery.backend_cleanup`,
+`celery.group`, `celery.chord_unlock`, ...) and would run a message naming one: the
+consumer knows only the tasks in jobyard's registry, so those are unknown tasks too.
+Each refusal becomes a dead letter with the reason before Celery acknowledges it.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from celery.worker.consumer import Consumer as CeleryConsumer
 
-from jobyard.core import keys, store
-from jobyard.core.records import JobError
 from jobyard.core.redis import sync_client
+from jobyard.worker.refusals import RefusedMessage, as_bytes, refuse, shown
 
 log = logging.getLogger("jobyard.worker")
-
-
-def message_job_id(message: Any) -> str | None:
-    """The job id a message names: its `id` header, else its correlation id."""
-    headers = getattr(message, "headers", None) or {}
-    properties = getattr(message, "properties", None) or {}
-    job_id = headers.get("id") if isinstance(headers, dict) else None
-    job_id = job_id or (properties.get("correlation_id") if isinstance(properties, dict) else None)
-    return str(job_id) if job_id else None
 
 
 def _started_by_delivery(message: Any) -> bool:
@@ -39,83 +30,82 @@ def _started_by_delivery(message: Any) -> bool:
     return isinstance(headers, dict) and "jobyard_attempts" in headers
 
 
-def refuse_record(app: Any, message: Any, error: JobError) -> bool:
-    """Mark the job named by a refused message dead, if its record still waits to run."""
-    job_id = message_job_id(message)
-    if job_id is None:
-        return False
+def refuse_message(app: Any, message: Any, error_type: str, reason: str) -> str | None:
+    """File a message Celery refused as a dead letter (see `worker.refusals`)."""
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    properties = message.properties if isinstance(message.properties, dict) else {}
     limits = app.jobyard_config.limits
-    try:
-        client = sync_client(app.jobyard_settings.redis_url)
-        changed = client.eval(
-            store.REFUSE_SCRIPT,
-            1,
-            keys.job(job_id),
-            job_id,
-            repr(time.time()),
-            error.model_dump_json(),
-            keys.dead_letters(""),
-            keys.running(""),
-            max(limits.result_ttl_s, limits.dead_letter_ttl_s),
-            keys.pending(""),
-            "1" if _started_by_delivery(message) else "0",
-        )
-    except Exception as exc:  # never let a record write stop the consumer
-        log.warning("could not record why the message of job %s was refused: %s", job_id, exc)
-        return False
-    if changed:
-        log.error(
-            "job %s dead: its message was refused (%s)",
-            job_id,
-            error.message,
-            extra={"job_id": job_id, "error": error.type},
-        )
-    return bool(changed)
+    body = message.body
+    return refuse(
+        sync_client(app.jobyard_settings.redis_url),
+        RefusedMessage(
+            queue=app.jobyard_queue or app.conf.task_default_queue,
+            first_bytes=as_bytes(body) if isinstance(body, (bytes, str)) else b"",
+            task=headers.get("task"),
+            message_id=headers.get("id") or properties.get("correlation_id"),
+            started_here=_started_by_delivery(message),
+        ),
+        error_type,
+        reason,
+        record_ttl_s=max(limits.result_ttl_s, limits.dead_letter_ttl_s),
+    )
 
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]
-    """Celery's consumer; every refusal also updates the job's record."""
+    """Celery's consumer, knowing only jobyard's jobs; every refusal is a dead letter."""
+
+    def update_strategies(self) -> None:
+        super().update_strategies()
+        registry = self.app.jobyard_registry
+        for name in [name for name in self.strategies if name not in registry]:
+            # Celery's built-in tasks: a message naming one is an unknown task.
+            del self.strategies[name]
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
-        super().on_decode_error(message, exc)
-        refuse_record(
+        refuse_message(
             self.app,
             message,
-            JobError(
-                type="MessageRefused",
-                message=f"the worker could not decode the message body "
-                f"({message.content_type}): {exc}",
-            ),
+            "MessageRefused",
+            f"the worker could not decode the message body ({message.content_type}): {exc}",
         )
+        super().on_decode_error(message, exc)
 
     def on_unknown_message(self, body: Any, message: Any) -> None:
-        super().on_unknown_message(body, message)
-        refuse_record(
+        refuse_message(
             self.app,
             message,
-            JobError(
-                type="MessageRefused",
-                message="the message has no task headers (not a Celery task message)",
-            ),
+            "MessageRefused",
+            "the message has no task headers (not a Celery task message)",
         )
+        super().on_unknown_message(body, message)
 
     def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
-        super().on_unknown_task(body, message, exc)
         headers = message.headers if isinstance(message.headers, dict) else {}
-        refuse_record(
-            self.app,
-            message,
-            JobError(
-                type="UnknownTask",
-                message=f"the worker does not know task {headers.get('task')!r}; retry the "
-                "dead letter once workers that register it run",
-            ),
-        )
+        name = headers.get("task")
+        if isinstance(name, str) and name in self.app.tasks:
+            refuse_message(
+                self.app,
+                message,
+                "MessageRefused",
+                f"task {shown(name)} is not a jobyard job: the worker runs only registered jobs",
+            )
+        else:
+            refuse_message(
+                self.app,
+                message,
+                "UnknownTask",
+                f"the worker does not know task {shown(name)}; retry the dead letter once "
+                "workers that register it run",
+            )
+        if not isinstance(headers.get("id"), str):
+            # Celery would look for the id in the body (protocol 1) and fail on it.
+            log.error("refused a message of unknown task %s without an id", shown(name))
+            message.reject_log_error(log, self.connection_errors)
+            return
+        super().on_unknown_task(body, message, exc)
 
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
-        super().on_invalid_task(body, message, exc)
-        refuse_record(
-            self.app,
-            message,
-            JobError(type="MessageRefused", message=f"the worker refused the message: {exc}"),
+        refuse_message(
+            self.app, message, "MessageRefused", f"the worker refused the message: {exc}"
         )
+        super().on_invalid_task(body, message, exc)

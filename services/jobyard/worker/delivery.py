@@ -24,8 +24,13 @@ While its queue has messages, a worker takes the next one with :data:`TAKE_SCRIP
 instead of BRPOP (:class:`WorkerChannel`): one script pops it from the first non-empty
 priority list, files it as unacknowledged and starts its job, so delivery is one round
 trip instead of two. When the script finds the lists empty the channel goes back to a
-blocking BRPOP; an entry the script cannot read as an envelope is handed over unfiled,
-and handled as a BRPOPed one would be (dropped, or filed and refused by Celery).
+blocking BRPOP.
+
+Taken either way, an entry that is not a kombu envelope (not JSON, no delivery tag, a
+body that is not valid base64...) is refused here, before Celery sees it: it becomes a
+dead letter (`worker.refusals`), leaves `unacked` if the take script filed it, and the
+job the script started for it ends `dead`. Envelopes Celery refuses are filed by
+`worker.consumer`.
 
 Per busy-queue job this leaves the take script and the ack (with the success write): two
 round trips instead of kombu's three plus a start script and a success write, and no
@@ -34,6 +39,7 @@ redis-py client built per message.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -47,12 +53,13 @@ from kombu.utils.json import dumps
 
 from jobyard.core import keys, store, transport
 from jobyard.core.redis import CommandBatch
+from jobyard.worker.refusals import RefusedMessage, as_bytes, envelope_ids, refuse
 
 START_HEADERS = ("jobyard_start", "jobyard_attempts", "jobyard_had_error")
 """Headers that carry the start script's result to the task (stripped from every incoming
 message first, so a header copied into a retried message is never trusted)."""
 
-_settings = {"fold_start": True}
+_settings = {"fold_start": True, "refused_ttl_s": 7 * 24 * 3600}
 
 _HOSTNAME = socket.gethostname()
 """The `worker` a started job's record names (read once, not per job)."""
@@ -239,19 +246,17 @@ class WorkerChannel(transport.Channel):
         )
 
     def _brpop_read(self, **options: Any) -> Any:
-        if not self._taking:
-            delivered = super()._brpop_read(**options)
-            self._take_next = True
-            return delivered
-        self._taking = False
-        self._take_next = False
+        taking, self._taking, self._take_next = self._taking, False, False
+        command = "EVALSHA" if taking else "BRPOP"
         try:
             try:
-                reply = self.client.parse_response(self.client.connection, "EVALSHA", **options)
+                reply = self.client.parse_response(self.client.connection, command, **options)
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
             except kombu_redis.redis.exceptions.ResponseError:
+                if not taking:
+                    raise
                 # NOSCRIPT after a Redis restart, say: BRPOP next, and load it again.
                 WorkerChannel._take_sha = None
                 raise kombu_redis.Empty() from None
@@ -262,13 +267,51 @@ class WorkerChannel(transport.Channel):
             raise kombu_redis.Empty()
         dest, item = reply[0], reply[1]
         queue = (dest.decode() if isinstance(dest, bytes) else dest).rsplit(self.sep, 1)[0]
-        if len(reply) > 2:
-            tag = reply[2].decode() if isinstance(reply[2], bytes) else reply[2]
-            self.qos._taken[tag] = (reply[3], reply[4], reply[5])
         self._queue_cycle.rotate(queue)
         self._take_next = True
-        self.connection._deliver(self._decode_entry(item), queue)
+        filed = None
+        if len(reply) > 2:
+            tag = reply[2].decode() if isinstance(reply[2], bytes) else reply[2]
+            filed = (tag, (reply[3], reply[4], reply[5]))
+        self._receive(queue, item, filed)
         return True
+
+    def _receive(
+        self, queue: str, item: bytes | str, filed: tuple[str, tuple[Any, Any, Any]] | None
+    ) -> None:
+        """Hand a popped entry to kombu, or refuse it if it is not an envelope; `filed`:
+        (delivery tag, start result) when the take script filed it as unacknowledged."""
+        problem: str | None
+        try:
+            payload = json.loads(item)
+        except (ValueError, UnicodeDecodeError):
+            payload, problem = None, "the queue entry is not JSON"
+        else:
+            problem = transport.envelope_problem(payload)
+            if problem is not None:
+                problem = f"the queue entry is not a valid message: {problem}"
+        if problem is None:
+            if filed is not None:
+                self.qos._taken[filed[0]] = filed[1]
+            self.connection._deliver(payload, queue)
+            return
+        task, message_id = envelope_ids(payload)
+        state = filed[1][0] if filed is not None else b""
+        state = state.decode() if isinstance(state, bytes) else state
+        refuse(
+            self.qos._client(),
+            RefusedMessage(
+                queue=queue,
+                first_bytes=as_bytes(item),
+                task=task,
+                message_id=message_id,
+                delivery_tag=filed[0] if filed is not None else None,
+                started_here=state not in ("", "missing", "cancelled", "succeeded"),
+            ),
+            "MessageRefused",
+            problem,
+            record_ttl_s=int(_settings["refused_ttl_s"]),
+        )
 
 
 def defer_to_ack(delivery_tag: Any, plan: Plan) -> bool:
@@ -285,8 +328,11 @@ def defer_to_ack(delivery_tag: Any, plan: Plan) -> bool:
     return False
 
 
-def install(*, fold_start: bool = True) -> None:
+def install(*, fold_start: bool = True, refused_ttl_s: int | None = None) -> None:
     """Make jobyard's Redis transport (`core.transport`) use :class:`WorkerChannel` in
-    this (worker) process."""
+    this (worker) process; `refused_ttl_s`: how long the dead letter of a refused
+    message is kept."""
     _settings["fold_start"] = fold_start
+    if refused_ttl_s is not None:
+        _settings["refused_ttl_s"] = refused_ttl_s
     transport.Transport.Channel = WorkerChannel

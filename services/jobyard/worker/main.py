@@ -55,7 +55,8 @@ def run_worker(
     import jobyard.worker.signals  # noqa: F401  (connects the handlers)
     from jobyard.worker import delivery
 
-    delivery.install()
+    limits = config.limits
+    delivery.install(refused_ttl_s=max(limits.result_ttl_s, limits.dead_letter_ttl_s))
 
     metrics.set_build_info("worker")
     metrics.set_worker_info(queue.name)
