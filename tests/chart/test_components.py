@@ -167,12 +167,6 @@ class TestSecretsAndSettings:
                 "redis-url",
                 False,
             )
-            # optional keys of an existing Secret may be absent
-            assert _secret_ref(env_of(c)["JOBYARD_API_TOKENS"]) == (
-                "jobyard-prod",
-                "api-tokens",
-                True,
-            )
         assert not r.of_kind("Secret")
 
     def test_the_url_parses_back_to_the_values(self, rendered: Render) -> None:
@@ -206,9 +200,11 @@ class TestSecretsAndSettings:
         assert data["client-token"] == "admin-token-0123456789"
         assert data["webhook-secret"] == "hmac-key-0123456789"
         assert data["smtp-password"] == "smtp-password"
+        (api,) = pod_spec(r.get("Deployment", f"{RELEASE}-api"))["containers"]
+        assert _secret_ref(env_of(api)["JOBYARD_API_TOKENS"]) == (RELEASE, "api-tokens", False)
         (c,) = pod_spec(r.get("Deployment", f"{RELEASE}-worker-default"))["containers"]
         env = env_of(c)
-        assert _secret_ref(env["JOBYARD_API_TOKENS"]) == (RELEASE, "api-tokens", False)
+        assert _secret_ref(env["JOBYARD_SMTP_PASSWORD"]) == (RELEASE, "smtp-password", False)
         assert env["JOBYARD_JOB_MODULES"]["value"] == "myapp.jobs,myapp.more_jobs"
         assert env["JOBYARD_SMTP_HOST"]["value"] == "smtp.example.com"
         assert env["JOBYARD_SMTP_STARTTLS"]["value"] == "true"
@@ -231,22 +227,24 @@ class TestSecretsAndSettings:
         }
 
     def test_the_settings_load(self, rendered: Render) -> None:
-        """The plain env of a worker is a valid jobyard configuration."""
+        """The plain env of a worker and of the API is a valid jobyard configuration."""
         from jobyard.core.settings import load_settings
 
-        (c,) = pod_spec(rendered("rich").get("Deployment", f"{RELEASE}-worker-default"))[
-            "containers"
-        ]
         secret = rendered("rich").secret_data()
-        environ = {}
-        for name, entry in env_of(c).items():
-            if name.startswith("JOBYARD_"):
-                environ[name] = (
-                    entry.get("value") or secret[entry["valueFrom"]["secretKeyRef"]["key"]]
-                )
-        settings = load_settings(environ)
-        assert settings.smtp_port == 587 and settings.heartbeat_max_age_s == 30
-        assert [t.get_secret_value() for t in settings.api_tokens] == [
+
+        def environ(name: str) -> dict[str, str]:
+            (c,) = pod_spec(rendered("rich").get("Deployment", f"{RELEASE}-{name}"))["containers"]
+            return {
+                n: entry.get("value") or secret[entry["valueFrom"]["secretKeyRef"]["key"]]
+                for n, entry in env_of(c).items()
+                if n.startswith("JOBYARD_")
+            }
+
+        worker = load_settings(environ("worker-default"))
+        assert worker.smtp_port == 587 and worker.heartbeat_max_age_s == 30
+        assert worker.api_tokens == [] and worker.admin_tokens == []
+        api = load_settings(environ("api"))
+        assert [t.get_secret_value() for t in api.api_tokens] == [
             "read-token-0123456789",
             "read-token-abcdefghij",
         ]
@@ -274,5 +272,5 @@ class TestHelmTestAndNotes:
         assert "jsonpath='{.data.client-token}'" in notes
         assert f"helm test {RELEASE} --namespace jobs" in notes
         assert "default: 1..10 pods, 20 waiting jobs per pod, grace 120 s" in notes
-        assert "WARNING: auth.apiTokens is empty" not in notes
-        assert "WARNING: auth.apiTokens is empty" in rendered("defaults").notes
+        assert "WARNING" not in notes and "generated an admin" not in notes
+        assert "the chart generated an admin\ntoken" in rendered("defaults").notes
