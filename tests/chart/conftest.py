@@ -20,6 +20,7 @@ MATRIX = [
     "external-redis-tls",
     "monitoring",
     "network-policy",
+    "worker-egress",
     "flower",
     "rich",
     "deploy-dev",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -168,15 +167,6 @@ class TestSecretsAndSettings:
                 "redis-url",
                 False,
             )
-            env = env_of(c)
-            if name == "api":  # with auth.mode tokens, an existing Secret must hold both
-                for var, key in (
-                    ("JOBYARD_API_TOKENS", "api-tokens"),
-                    ("JOBYARD_ADMIN_TOKENS", "admin-tokens"),
-                ):
-                    assert _secret_ref(env[var]) == ("jobyard-prod", key, False)
-            else:  # tokens never reach workers (job code) or beat
-                assert "JOBYARD_API_TOKENS" not in env and "JOBYARD_ADMIN_TOKENS" not in env
         assert not r.of_kind("Secret")
 
     def test_the_url_parses_back_to_the_values(self, rendered: Render) -> None:
@@ -210,13 +200,11 @@ class TestSecretsAndSettings:
         assert data["client-token"] == "admin-token-0123456789"
         assert data["webhook-secret"] == "hmac-key-0123456789"
         assert data["smtp-password"] == "smtp-password"
-        (c,) = pod_spec(r.get("Deployment", f"{RELEASE}-worker-default"))["containers"]
-        env = env_of(c)
-        assert "JOBYARD_API_TOKENS" not in env
-        assert _secret_ref(env["JOBYARD_WEBHOOK_SECRET"]) == (RELEASE, "webhook-secret", False)
-        assert _secret_ref(env["JOBYARD_SMTP_PASSWORD"]) == (RELEASE, "smtp-password", False)
         (api,) = pod_spec(r.get("Deployment", f"{RELEASE}-api"))["containers"]
         assert _secret_ref(env_of(api)["JOBYARD_API_TOKENS"]) == (RELEASE, "api-tokens", False)
+        (c,) = pod_spec(r.get("Deployment", f"{RELEASE}-worker-default"))["containers"]
+        env = env_of(c)
+        assert _secret_ref(env["JOBYARD_SMTP_PASSWORD"]) == (RELEASE, "smtp-password", False)
         assert env["JOBYARD_JOB_MODULES"]["value"] == "myapp.jobs,myapp.more_jobs"
         assert env["JOBYARD_SMTP_HOST"]["value"] == "smtp.example.com"
         assert env["JOBYARD_SMTP_STARTTLS"]["value"] == "true"
@@ -238,114 +226,28 @@ class TestSecretsAndSettings:
             "persistentVolumeClaim": {"claimName": "jobyard-exports"},
         }
 
-    @staticmethod
-    def _settings_of(r: Render, deployment: str) -> Any:
+    def test_the_settings_load(self, rendered: Render) -> None:
+        """The plain env of a worker and of the API is a valid jobyard configuration."""
         from jobyard.core.settings import load_settings
 
-        (c,) = pod_spec(r.get("Deployment", f"{RELEASE}-{deployment}"))["containers"]
-        secret = r.secret_data()
-        environ = {}
-        for name, entry in env_of(c).items():
-            if name.startswith("JOBYARD_"):
-                environ[name] = (
-                    entry.get("value") or secret[entry["valueFrom"]["secretKeyRef"]["key"]]
-                )
-        return load_settings(environ)
+        secret = rendered("rich").secret_data()
 
-    def test_the_settings_load(self, rendered: Render) -> None:
-        """The plain env of each component is a valid jobyard configuration."""
-        r = rendered("rich")
-        worker = self._settings_of(r, "worker-default")
+        def environ(name: str) -> dict[str, str]:
+            (c,) = pod_spec(rendered("rich").get("Deployment", f"{RELEASE}-{name}"))["containers"]
+            return {
+                n: entry.get("value") or secret[entry["valueFrom"]["secretKeyRef"]["key"]]
+                for n, entry in env_of(c).items()
+                if n.startswith("JOBYARD_")
+            }
+
+        worker = load_settings(environ("worker-default"))
         assert worker.smtp_port == 587 and worker.heartbeat_max_age_s == 30
-        assert worker.smtp_password is not None and worker.webhook_secret is not None
         assert worker.api_tokens == [] and worker.admin_tokens == []
-        api = self._settings_of(r, "api")
+        api = load_settings(environ("api"))
         assert [t.get_secret_value() for t in api.api_tokens] == [
             "read-token-0123456789",
             "read-token-abcdefghij",
         ]
-        assert api.api_auth == "tokens" and api.api_docs is False
-        assert api.smtp_password is None and api.webhook_secret is None
-        beat = self._settings_of(r, "beat")
-        assert (beat.api_tokens, beat.admin_tokens, beat.smtp_password, beat.webhook_secret) == (
-            [],
-            [],
-            None,
-            None,
-        )
-
-
-INGRESS = {
-    "enabled": True,
-    "hosts": [{"host": "jobs.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}],
-}
-
-
-class TestApiAuth:
-    """Tokens fail closed: generated when none is given, required with an Ingress."""
-
-    @staticmethod
-    def _with(render_with: RenderWith, values: dict[str, Any]) -> Rendered:
-        return render_with({**load_values("defaults"), **values})
-
-    def test_default_install_generates_an_admin_token_for_the_api_only(
-        self, render_with: RenderWith
-    ) -> None:
-        from jobyard.api.auth import check_auth_mode
-
-        r = self._with(render_with, {})
-        data = r.secret_data()
-        token = data["admin-tokens"]
-        assert len(token) == 48 and token.isalnum()
-        assert data["client-token"] == token
-        assert "api-tokens" not in data
-        settings = TestSecretsAndSettings._settings_of(r, "api")
-        assert [t.get_secret_value() for t in settings.admin_tokens] == [token]
-        check_auth_mode(settings)  # the API starts: tokens are enforced
-        test_pod = r.get("Pod", f"{RELEASE}-test")
-        (tc,) = test_pod["spec"]["containers"]
-        assert env_of(tc)["JOBYARD_API_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == (
-            "client-token"
-        )
-
-    def test_open_mode_renders_no_token_and_the_api_starts_open(
-        self, render_with: RenderWith
-    ) -> None:
-        from jobyard.api.auth import check_auth_mode
-
-        r = self._with(render_with, {"auth": {"mode": "none"}, "api": {"docs": {"enabled": True}}})
-        assert "admin-tokens" not in r.secret_data()
-        settings = TestSecretsAndSettings._settings_of(r, "api")
-        assert settings.api_auth == "none" and settings.api_docs is True
-        check_auth_mode(settings)
-
-    @pytest.mark.parametrize(
-        ("values", "message"),
-        [
-            (
-                {"auth": {"mode": "none"}, "api": {"ingress": INGRESS}},
-                "auth.mode none with api.ingress.enabled",
-            ),
-            ({"api": {"ingress": INGRESS}}, "api.ingress.enabled needs tokens you know"),
-            (
-                {"auth": {"mode": "none", "adminTokens": ["admin-token-0123456789"]}},
-                "auth.mode none with auth.apiTokens or auth.adminTokens set",
-            ),
-        ],
-    )
-    def test_exposure_without_known_tokens_is_a_render_error(
-        self, render_with: RenderWith, values: dict[str, Any], message: str
-    ) -> None:
-        with pytest.raises(Exception, match=re.escape(message)):
-            self._with(render_with, values)
-
-    def test_an_ingress_with_tokens_renders(self, render_with: RenderWith) -> None:
-        r = self._with(
-            render_with,
-            {"auth": {"adminTokens": ["admin-token-0123456789"]}, "api": {"ingress": INGRESS}},
-        )
-        assert r.of_kind("Ingress")
-        assert r.secret_data()["admin-tokens"] == "admin-token-0123456789"
 
 
 class TestHelmTestAndNotes:
@@ -370,5 +272,5 @@ class TestHelmTestAndNotes:
         assert "jsonpath='{.data.client-token}'" in notes
         assert f"helm test {RELEASE} --namespace jobs" in notes
         assert "default: 1..10 pods, 20 waiting jobs per pod, grace 120 s" in notes
-        assert "WARNING: auth.apiTokens is empty" not in notes
-        assert "WARNING: auth.apiTokens is empty" in rendered("defaults").notes
+        assert "WARNING" not in notes and "generated an admin" not in notes
+        assert "the chart generated an admin\ntoken" in rendered("defaults").notes

@@ -10,7 +10,7 @@ checksum annotations that roll the pods when they change.
 {{- $runtime = append $runtime (omit . "worker" "autoscaling" "k8s") -}}
 {{- end -}}
 {{- $cfg := dict "queues" $runtime "schedules" .Values.config.schedules -}}
-{{- range $key := list "limits" "broker" "beat" -}}
+{{- range $key := list "limits" "broker" "beat" "webhooks" "egress" -}}
 {{- with index $.Values.config $key -}}
 {{- $_ := set $cfg $key . -}}
 {{- end -}}
@@ -21,49 +21,53 @@ checksum annotations that roll the pods when they change.
 {{/* Mount path of jobyard.yaml (JOBYARD_CONFIG). */}}
 {{- define "jobyard.configPath" -}}/etc/jobyard/jobyard.yaml{{- end -}}
 
-{{/* The admin tokens: from values; with auth.mode tokens and no token given, the one a
-previous release generated (lookup) or a new random one, memoised for this render. */}}
+{{/* The admin tokens (comma-separated) the chart's Secret holds: auth.adminTokens, or,
+with auth.mode tokens and no token given at all, one generated token (the one a previous
+release generated, found with lookup, else a new random one), memoised for this render.
+Empty with secrets.existingSecret or auth.mode none. */}}
 {{- define "jobyard.adminTokens" -}}
+{{- if and (eq .Values.auth.mode "tokens") (not .Values.secrets.existingSecret) -}}
 {{- if .Values.auth.adminTokens -}}
 {{- join "," .Values.auth.adminTokens -}}
-{{- else if and (eq .Values.auth.mode "tokens") (not .Values.auth.apiTokens) (not .Values.secrets.existingSecret) -}}
+{{- else if not .Values.auth.apiTokens -}}
 {{- if not (hasKey .Values.auth "generatedAdminToken") -}}
 {{- $existing := lookup "v1" "Secret" .Release.Namespace (include "jobyard.fullname" .) -}}
 {{- $token := "" -}}
 {{- if and $existing (hasKey (default dict $existing.data) "admin-tokens") -}}
 {{- $token = index $existing.data "admin-tokens" | b64dec -}}
 {{- else -}}
-{{- $token = randAlphaNum 48 -}}
+{{- $token = randAlphaNum 40 -}}
 {{- end -}}
 {{- $_ := set .Values.auth "generatedAdminToken" $token -}}
 {{- end -}}
 {{- .Values.auth.generatedAdminToken -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
 
 {{/* The first token a client (the helm test) can write with. */}}
 {{- define "jobyard.clientToken" -}}
-{{- with include "jobyard.adminTokens" . -}}
-{{- first (splitList "," .) -}}
-{{- else -}}
-{{- with .Values.auth.apiTokens -}}
-{{- first . -}}
-{{- end -}}
+{{- if ne .Values.auth.mode "tokens" -}}
+{{- else if include "jobyard.adminTokens" . -}}
+{{- first (splitList "," (include "jobyard.adminTokens" .)) -}}
+{{- else if .Values.auth.apiTokens -}}
+{{- first .Values.auth.apiTokens -}}
 {{- end -}}
 {{- end -}}
 
-{{/* Render-time checks of the API's exposure. */}}
+{{/* Render errors for auth values that contradict each other or expose an open API. */}}
 {{- define "jobyard.checkAuth" -}}
+{{- $a := .Values.auth -}}
+{{- if and (eq $a.mode "none") (or $a.apiTokens $a.adminTokens) -}}
+{{- fail "auth.mode is none but auth.apiTokens or auth.adminTokens are set: remove the tokens, or set auth.mode=tokens to enforce them" -}}
+{{- end -}}
 {{- if .Values.api.ingress.enabled -}}
-{{- if eq .Values.auth.mode "none" -}}
-{{- fail "auth.mode none with api.ingress.enabled: an Ingress would publish an API anyone can use; set auth.mode tokens and auth.adminTokens" -}}
+{{- if eq $a.mode "none" -}}
+{{- fail "auth.mode none is refused with api.ingress.enabled: an Ingress would expose an API that anyone can read and write; set auth.mode=tokens with auth.adminTokens (or secrets.existingSecret)" -}}
 {{- end -}}
-{{- if not (or .Values.secrets.existingSecret .Values.auth.apiTokens .Values.auth.adminTokens) -}}
-{{- fail "api.ingress.enabled needs tokens you know: set auth.adminTokens (and auth.apiTokens for readers), or put admin-tokens and api-tokens in secrets.existingSecret" -}}
+{{- if not (or $a.apiTokens $a.adminTokens .Values.secrets.existingSecret) -}}
+{{- fail "auth.adminTokens (or auth.apiTokens, or secrets.existingSecret with api-tokens and admin-tokens) is required when api.ingress.enabled: tokens are never generated for an API exposed through an Ingress" -}}
 {{- end -}}
-{{- end -}}
-{{- if and (eq .Values.auth.mode "none") (or .Values.auth.apiTokens .Values.auth.adminTokens) -}}
-{{- fail "auth.mode none with auth.apiTokens or auth.adminTokens set: remove the tokens to run open, or set auth.mode tokens" -}}
 {{- end -}}
 {{- end -}}
 
@@ -76,8 +80,10 @@ redis-password: {{ include "jobyard.redisPassword" . | quote }}
 {{- if .Values.redis.username }}
 redis-username: {{ .Values.redis.username | quote }}
 {{- end }}
+{{- if eq .Values.auth.mode "tokens" }}
 {{- with .Values.auth.apiTokens }}
 api-tokens: {{ join "," . | quote }}
+{{- end }}
 {{- end }}
 {{- with include "jobyard.adminTokens" . }}
 admin-tokens: {{ . | quote }}
@@ -87,6 +93,9 @@ client-token: {{ . | quote }}
 {{- end }}
 {{- with .Values.settings.webhookSecret }}
 webhook-secret: {{ . | quote }}
+{{- end }}
+{{- with .Values.settings.webhookEndpointSecrets }}
+webhook-secrets.json: {{ toJson . | quote }}
 {{- end }}
 {{- with .Values.settings.smtp.password }}
 smtp-password: {{ . | quote }}

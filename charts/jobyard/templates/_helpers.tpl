@@ -159,3 +159,21 @@ theirs carry the namespace too. Call: include "jobyard.kubectlRoleName" (list $ 
 {{- include "jobyard.componentName" (list $ctx (printf "kubectl-%s" (index . 1))) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Annotations of the API Ingress: api.ingress.annotations (ingress-nginx defaults that bound
+slow and large requests, overridable key by key, removable with null) plus
+nginx.ingress.kubernetes.io/proxy-body-size = limits.max_payload_bytes, unless given.
+*/}}
+{{- define "jobyard.ingressAnnotations" -}}
+{{- $annotations := deepCopy (default dict .Values.api.ingress.annotations) -}}
+{{- $key := "nginx.ingress.kubernetes.io/proxy-body-size" -}}
+{{- if not (hasKey $annotations $key) -}}
+{{- $limit := 262144 -}}
+{{- with .Values.config.limits.max_payload_bytes -}}
+{{- $limit = . -}}
+{{- end -}}
+{{- $_ := set $annotations $key (printf "%d" (int $limit)) -}}
+{{- end -}}
+{{- toYaml $annotations -}}
+{{- end -}}

@@ -19,6 +19,10 @@ What every jobyard pod shares: environment, volumes, mounts, pod-level settings.
 Environment of a jobyard container. Call with a dict: ctx, component (api | worker |
 beat | test), extra (the component's extraEnv).
 Only JOBYARD_* names jobyard knows are rendered (an unknown one stops it at start-up).
+Least privilege: each component gets only the secrets (and settings) it uses. The API
+holds the read and admin tokens; workers the webhook secrets and the SMTP password (user
+job code runs there: it never holds an API token); beat no token nor job secret; the helm
+test only the client token.
 */}}
 {{- define "jobyard.env" -}}
 {{- $ctx := .ctx -}}
@@ -40,17 +44,18 @@ Only JOBYARD_* names jobyard knows are rendered (an unknown one stops it at star
 {{- if eq .component "test" }}
 - name: JOBYARD_API_URL
   value: {{ printf "http://%s:%d" (include "jobyard.componentName" (list $ctx "api")) (int $v.api.service.port) | quote }}
-{{- if or $existing (include "jobyard.clientToken" $ctx) }}
+{{- if and (eq $v.auth.mode "tokens") (or $existing (include "jobyard.clientToken" $ctx)) }}
 {{ include "jobyard.secretEnv" (list $ctx "JOBYARD_API_TOKEN" "client-token" false) }}
 {{- end }}
-{{- else }}
+{{- end }}
 {{- if eq .component "api" }}
-{{- include "jobyard.checkAuth" $ctx }}
 - name: JOBYARD_API_AUTH
   value: {{ $v.auth.mode | quote }}
 - name: JOBYARD_API_DOCS
   value: {{ $v.api.docs.enabled | quote }}
 {{- if eq $v.auth.mode "tokens" }}
+{{- /* an existingSecret must hold both keys: a missing one stops the pod instead of
+leaving the API with fewer tokens than meant */}}
 {{- if or $existing $v.auth.apiTokens }}
 {{ include "jobyard.secretEnv" (list $ctx "JOBYARD_API_TOKENS" "api-tokens" true) }}
 {{- end }}
@@ -58,9 +63,18 @@ Only JOBYARD_* names jobyard knows are rendered (an unknown one stops it at star
 {{ include "jobyard.secretEnv" (list $ctx "JOBYARD_ADMIN_TOKENS" "admin-tokens" true) }}
 {{- end }}
 {{- end }}
+- name: JOBYARD_API_HOST
+  value: "0.0.0.0"
+- name: JOBYARD_API_PORT
+  value: {{ $v.api.port | quote }}
 {{- end }}
-{{- if and (eq .component "worker") (or $existing $v.settings.webhookSecret) }}
+{{- if eq .component "worker" }}
+{{- if or $existing $v.settings.webhookSecret }}
 {{ include "jobyard.secretEnv" (list $ctx "JOBYARD_WEBHOOK_SECRET" "webhook-secret" (not $existing)) }}
+{{- end }}
+{{- if include "jobyard.webhookSecretsFile" $ctx }}
+- name: JOBYARD_WEBHOOK_SECRETS_FILE
+  value: {{ include "jobyard.webhookSecretsFile" $ctx | quote }}
 {{- end }}
 - name: JOBYARD_WEBHOOK_TIMEOUT_S
   value: {{ $v.settings.webhookTimeoutS | quote }}
@@ -72,7 +86,7 @@ Only JOBYARD_* names jobyard knows are rendered (an unknown one stops it at star
 - name: JOBYARD_SMTP_USERNAME
   value: {{ . | quote }}
 {{- end }}
-{{- if and (eq .component "worker") (or $existing $v.settings.smtp.password) }}
+{{- if or $existing $v.settings.smtp.password }}
 {{ include "jobyard.secretEnv" (list $ctx "JOBYARD_SMTP_PASSWORD" "smtp-password" (not $existing)) }}
 {{- end }}
 - name: JOBYARD_SMTP_STARTTLS
@@ -89,14 +103,6 @@ Only JOBYARD_* names jobyard knows are rendered (an unknown one stops it at star
   value: {{ $v.settings.heartbeatIntervalS | quote }}
 - name: JOBYARD_HEARTBEAT_MAX_AGE_S
   value: {{ $v.settings.heartbeatMaxAgeS | quote }}
-{{- end }}
-{{- if eq .component "api" }}
-- name: JOBYARD_API_HOST
-  value: "0.0.0.0"
-- name: JOBYARD_API_PORT
-  value: {{ $v.api.port | quote }}
-{{- end }}
-{{- if eq .component "worker" }}
 - name: JOBYARD_WORKER_METRICS_PORT
   value: {{ $v.workers.metricsPort | quote }}
 {{- end }}
@@ -120,7 +126,17 @@ Only JOBYARD_* names jobyard knows are rendered (an unknown one stops it at star
 {{- end }}
 {{- end -}}
 
-{{/* Volume mounts of a jobyard container. Call with a dict: ctx, exports (bool). */}}
+{{/* Where workers read the per-endpoint webhook secrets (JOBYARD_WEBHOOK_SECRETS_FILE);
+empty when there are none (no settings.webhookEndpointSecrets, no existingSecret). */}}
+{{- define "jobyard.webhookSecretsFile" -}}
+{{- if or .Values.secrets.existingSecret .Values.settings.webhookEndpointSecrets -}}
+/var/run/secrets/jobyard/webhook-secrets.json
+{{- end -}}
+{{- end -}}
+
+{{/* Volume mounts of a jobyard container. Call with a dict: ctx, exports (bool: the
+exports directory, read-write; workers only: report.export runs there), webhookSecrets
+(bool: the per-endpoint webhook secrets file, read-only; workers only). */}}
 {{- define "jobyard.volumeMounts" -}}
 - name: config
   mountPath: /etc/jobyard
@@ -131,6 +147,11 @@ Only JOBYARD_* names jobyard knows are rendered (an unknown one stops it at star
 - name: exports
   mountPath: {{ .ctx.Values.exports.mountPath }}
 {{- end }}
+{{- if and .webhookSecrets (include "jobyard.webhookSecretsFile" .ctx) }}
+- name: webhook-secrets
+  mountPath: {{ include "jobyard.webhookSecretsFile" .ctx | dir }}
+  readOnly: true
+{{- end }}
 {{- if and .ctx.Values.redis.tls.enabled .ctx.Values.redis.tls.caSecretName }}
 - name: redis-ca
   mountPath: /etc/jobyard/redis-ca
@@ -138,7 +159,7 @@ Only JOBYARD_* names jobyard knows are rendered (an unknown one stops it at star
 {{- end }}
 {{- end -}}
 
-{{/* Volumes of a jobyard pod. Call with a dict: ctx, exports (bool). */}}
+{{/* Volumes of a jobyard pod. Call with a dict: ctx, exports (bool), webhookSecrets (bool). */}}
 {{- define "jobyard.volumes" -}}
 - name: config
   configMap:
@@ -155,6 +176,18 @@ Only JOBYARD_* names jobyard knows are rendered (an unknown one stops it at star
   emptyDir:
     sizeLimit: {{ .ctx.Values.exports.sizeLimit }}
   {{- end }}
+{{- end }}
+{{- if and .webhookSecrets (include "jobyard.webhookSecretsFile" .ctx) }}
+- name: webhook-secrets
+  secret:
+    secretName: {{ include "jobyard.secretName" .ctx }}
+    defaultMode: 0440
+    items:
+      - key: webhook-secrets.json
+        path: {{ include "jobyard.webhookSecretsFile" .ctx | base }}
+    {{- if .ctx.Values.secrets.existingSecret }}
+    optional: true
+    {{- end }}
 {{- end }}
 {{- if and .ctx.Values.redis.tls.enabled .ctx.Values.redis.tls.caSecretName }}
 - name: redis-ca
