@@ -39,6 +39,8 @@ EXIT_MARGIN_S = 10.0
 REDIS_START_TIMEOUT_S = 20.0
 REDIS_STOP_TIMEOUT_S = 10.0
 POLL_S = 0.2
+LOOPBACK_ENV = "JOBYARD_EGRESS_ALLOW_LOOPBACK"
+"""Set to true for the children unless already set: outbound jobs may reach loopback."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,8 @@ class DevStack:
         env.setdefault("JOBYARD_LOG_FORMAT", "console")
         env.setdefault("JOBYARD_HEARTBEAT_DIR", str(self.state_dir / "heartbeat"))
         env.setdefault("JOBYARD_METRICS_HOST", "127.0.0.1")
+        # Local webhook receivers live on loopback; the banner says so.
+        env.setdefault(LOOPBACK_ENV, "true")
         env["PYTHONUNBUFFERED"] = "1"
         env.update(extra)
         return env
@@ -272,11 +276,21 @@ class DevStack:
                 f"  Redis    {redis_line}",
                 f"  workers  {', '.join(self.options.queues)}  (metrics on {ports})",
                 f"  beat     running  ({beat_metrics})",
+                *self._egress_line(),
                 *self._client_hint(),
                 "Press Ctrl-C to stop.",
                 "",
             ]
         )
+
+    def _egress_line(self) -> list[str]:
+        value = self.child_env()[LOOPBACK_ENV]
+        if value.strip().lower() not in ("1", "true", "yes", "on", "t", "y"):
+            return []
+        return [
+            f"  egress   loopback (127.0.0.0/8, ::1) allowed for webhooks and other outbound "
+            f"jobs ({LOOPBACK_ENV}={value}; dev only, never in a cluster)"
+        ]
 
     def _client_hint(self) -> list[str]:
         if self.rt.settings.api_url.rstrip("/") == self.api_url:
