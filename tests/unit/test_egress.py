@@ -96,8 +96,11 @@ def test_internal_addresses_are_denied_with_a_reason(address: str, why: str) -> 
 
 @pytest.mark.parametrize(
     "address",
-    ["8.8.8.8", "93.184.216.34", "100.63.255.255", "100.128.0.1", "172.32.0.1", "2606:4700::1111"]
-    + ["::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1", "198.20.0.1", "11.0.0.1"],
+    [
+        *("8.8.8.8", "93.184.216.34", "100.63.255.255", "100.128.0.1", "172.32.0.1"),
+        *("2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"),
+        *("198.20.0.1", "11.0.0.1"),
+    ],
 )
 def test_public_addresses_are_allowed(address: str) -> None:
     assert denial_reason(ipaddress.ip_address(address)) is None
