@@ -25,6 +25,7 @@ import redis
 from tests.conftest import TEST_CONFIG
 from tests.support.processes import wait_until
 from tests.support.redis_server import free_port
+from tests.support.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -155,6 +156,8 @@ def test_dev_runs_the_stack_and_stops_cleanly_on_ctrl_c(
         f"  Redis    {state['redis_url']}  (embedded {shutil.which('redis-server')}, "
         "data in .jobyard/redis, not persisted)",
         "  workers  default, emails, reports  (metrics on :",
+        "  egress   loopback (127.0.0.0/8, ::1) allowed for webhooks and other outbound jobs "
+        "(JOBYARD_EGRESS_ALLOW_LOOPBACK=true; dev only, never in a cluster)",
     ):
         assert line in log, log
     # Every child's output is prefixed by its fixed-width name.
@@ -176,6 +179,17 @@ def test_dev_runs_the_stack_and_stops_cleanly_on_ctrl_c(
         wait_until(
             lambda: http.get(f"/v1/jobs/{job_id}").json()["state"] == "succeeded", timeout_s=60
         )
+        # Loopback is allowed under `jobyard dev`: a local receiver gets its webhook.
+        with Receiver() as rx:
+            hook = {"url": rx.url, "body": {"n": 1}, "sign": False}
+            created = http.post("/v1/jobs", json={"task": "webhook.deliver", "args": hook})
+            assert created.status_code == 201, created.text
+            hook_id = created.json()["id"]
+            wait_until(
+                lambda: http.get(f"/v1/jobs/{hook_id}").json()["state"] == "succeeded",
+                timeout_s=60,
+            )
+        assert [d.body for d in rx.deliveries] == [b'{"n":1}']
         queues = {q["name"]: q for q in http.get("/v1/queues").json()["queues"]}
         assert {name: q["workers"] for name, q in queues.items()} == {
             "default": 1,

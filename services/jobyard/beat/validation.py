@@ -35,7 +35,7 @@ def validate_schedules(config: JobyardConfig, registry: Registry, source: str) -
             continue
         spec = registry.get(schedule.task)
         try:
-            spec.validate_args(schedule.args)
+            spec.validate_args(schedule.args, context=config.args_context())
         except ValidationError as exc:
             problems.append(
                 format_validation_error(exc, source, loc_prefix=("schedules", i, "args"))

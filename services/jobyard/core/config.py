@@ -13,8 +13,19 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from celery.schedules import crontab
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from jobyard.core.egress import CONTEXT_KEY as EGRESS_CONTEXT_KEY
+from jobyard.core.egress import LOOPBACK_NETWORKS, EgressPolicy, parse_allow_entry
 from jobyard.core.errors import ConfigError, format_validation_error
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
@@ -198,6 +209,90 @@ class BeatConfig(_Strict):
         return self
 
 
+def _allow_entry(entry: str) -> str:
+    parse_allow_entry(entry)  # ValueError names the entry
+    return entry
+
+
+def _host_name(host: str) -> str:
+    parsed = parse_allow_entry(host)
+    if not isinstance(parsed, str):
+        raise ValueError(f"{host!r}: hosts are host names, not addresses or networks")
+    return parsed
+
+
+class EgressConfig(_Strict):
+    """Where jobs may connect besides public addresses (see `core.egress`)."""
+
+    allow: list[Annotated[str, AfterValidator(_allow_entry)]] = Field(default_factory=list)
+    """CIDRs or addresses (`10.20.0.0/16`, `fd00::/8`) and host names
+    (`hooks.internal.example`; a leading `*.` matches subdomains) that outbound jobs may
+    reach although they are loopback, private, link-local or otherwise internal. A listed
+    name may resolve to any address."""
+
+    _policy: EgressPolicy = PrivateAttr(default_factory=EgressPolicy)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._policy = EgressPolicy.from_entries(self.allow)
+
+    @property
+    def policy(self) -> EgressPolicy:
+        """The allow-list as an :class:`~jobyard.core.egress.EgressPolicy`."""
+        return self._policy
+
+    def with_loopback(self) -> EgressConfig:
+        """This allow-list plus loopback (`JOBYARD_EGRESS_ALLOW_LOOPBACK`, `jobyard dev`)."""
+        extra = [n for n in LOOPBACK_NETWORKS if n not in self.allow]
+        return EgressConfig(allow=[*self.allow, *extra])
+
+
+class WebhookEndpoint(_Strict):
+    """A webhook receiver with its own signing secrets (in `JOBYARD_WEBHOOK_SECRETS_FILE`)."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    hosts: list[Annotated[str, AfterValidator(_host_name)]] = Field(default_factory=list)
+    """URLs whose host is one of these (exact, or `*.suffix` for subdomains) are signed
+    with this endpoint's secrets; a job may also name the endpoint (`endpoint: <name>`)."""
+
+
+class WebhooksConfig(_Strict):
+    """`webhook.deliver` settings that are not secret."""
+
+    endpoints: list[WebhookEndpoint] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> WebhooksConfig:
+        names = [e.name for e in self.endpoints]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"endpoint names must be unique; repeated: {', '.join(dupes)}")
+        hosts = [h for e in self.endpoints for h in e.hosts]
+        hdupes = sorted({h for h in hosts if hosts.count(h) > 1})
+        if hdupes:
+            raise ValueError(
+                f"a host may belong to one endpoint only; repeated: {', '.join(hdupes)}"
+            )
+        return self
+
+    def endpoint(self, name: str) -> WebhookEndpoint:
+        """The endpoint called `name`; `KeyError` when none is configured."""
+        for e in self.endpoints:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+    def endpoint_for_host(self, host: str) -> WebhookEndpoint | None:
+        """The endpoint whose `hosts` match `host` (an exact name before a `*.` pattern)."""
+        name = host.lower().rstrip(".")
+        for e in self.endpoints:
+            if name in e.hosts:
+                return e
+        for e in self.endpoints:
+            if any(h.startswith("*.") and name.endswith(h[1:]) for h in e.hosts):
+                return e
+        return None
+
+
 class JobyardConfig(_Strict):
     """The whole `jobyard.yaml`."""
 
@@ -206,6 +301,8 @@ class JobyardConfig(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     beat: BeatConfig = Field(default_factory=BeatConfig)
+    egress: EgressConfig = Field(default_factory=EgressConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> JobyardConfig:
@@ -247,6 +344,11 @@ class JobyardConfig(_Strict):
         if self.broker.visibility_timeout_s is not None:
             return self.broker.visibility_timeout_s
         return self.longest_time_limit_s + self.broker.max_retry_backoff_s + 60
+
+    def args_context(self) -> dict[str, object]:
+        """The pydantic validation context job arguments are checked with at enqueue: this
+        config (`"config"`) and its egress policy (see `core.egress.OutboundUrl`)."""
+        return {"config": self, EGRESS_CONTEXT_KEY: self.egress.policy}
 
     def queue(self, name: str) -> QueueConfig:
         """The queue called `name`; `KeyError` when none is configured."""

@@ -76,7 +76,7 @@ def prepare(
     EnqueueError.
     """
     spec = registry.get(req.task)
-    args = spec.validate_args(req.args)
+    args = spec.validate_args(req.args, context=config.args_context())
     queue_name = req.queue or spec.queue
     try:
         queue = config.queue(queue_name)

@@ -114,9 +114,15 @@ class JobSpec(Generic[A]):
     """True: a redelivered job whose record says it already succeeded is not run again."""
     description: str = ""
 
-    def validate_args(self, raw: dict[str, Any]) -> A:
-        """Parse raw arguments; raises pydantic's ValidationError."""
-        return self.args_model.model_validate(raw)
+    def validate_args(self, raw: dict[str, Any], context: Any = None) -> A:
+        """Parse raw arguments; raises pydantic's ValidationError.
+
+        `context`: the pydantic validation context; at enqueue the config's
+        (`JobyardConfig.args_context()`), which turns on checks that need the configuration
+        (the egress policy of `core.egress.OutboundUrl`, configured names). A worker
+        re-validating a message passes none.
+        """
+        return self.args_model.model_validate(raw, context=context)
 
 
 class Registry:

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jobyard.core.errors import ConfigError, format_validation_error
 from jobyard.core.tls import broker_ssl_options
+from jobyard.core.webhook_secrets import default_secrets, read_secrets_file
 
 ENV_PREFIX = "JOBYARD_"
 
@@ -70,8 +71,18 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(ge=1, le=65535)] = 8000
     webhook_secret: SecretStr | None = None
-    """HMAC-SHA256 key for `webhook.deliver` signatures."""
+    """HMAC-SHA256 key for `webhook.deliver` signatures of URLs that match no configured
+    endpoint; `current,previous` (two, comma-separated) while rotating."""
+    webhook_secrets_file: Path | None = None
+    """JSON file of per-endpoint secrets: `{"<endpoint name>": ["current", "previous"]}`
+    (see `webhooks.endpoints` in jobyard.yaml and docs/webhooks.md)."""
     webhook_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10
+    """Per operation (connect, each read, each write) of one delivery attempt."""
+    webhook_deadline_s: Annotated[float, Field(gt=0, le=600)] = 30
+    """Whole delivery attempt: resolution, connect, TLS, send, answer headers and body."""
+    egress_allow_loopback: bool = False
+    """Let outbound jobs reach loopback addresses (127.0.0.0/8, ::1) as if `egress.allow`
+    listed them. `jobyard dev` sets it (and says so); never needed in a cluster."""
     smtp_host: str = "127.0.0.1"
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
     smtp_username: str | None = None
@@ -158,9 +169,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         )
     values = {k[len(ENV_PREFIX) :].lower(): v for k, v in env.items() if k in known}
     try:
-        return Settings.model_validate(values)
+        settings = Settings.model_validate(values)
     except ValidationError as exc:
         msg = format_validation_error(exc, "environment")
         for name in Settings.model_fields:
             msg = msg.replace(f"environment: {name}:", f"environment: {ENV_PREFIX}{name.upper()}:")
         raise ConfigError(msg) from exc
+    # Checked here, not by validators: pydantic's errors would quote the secret.
+    default_secrets(settings.webhook_secret)
+    if settings.webhook_secrets_file is not None:
+        read_secrets_file(settings.webhook_secrets_file)
+    return settings

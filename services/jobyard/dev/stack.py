@@ -39,6 +39,8 @@ EXIT_MARGIN_S = 10.0
 REDIS_START_TIMEOUT_S = 20.0
 REDIS_STOP_TIMEOUT_S = 10.0
 POLL_S = 0.2
+LOOPBACK_ENV = "JOBYARD_EGRESS_ALLOW_LOOPBACK"
+"""Set to true for the children unless already set: outbound jobs may reach loopback."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,8 @@ class DevStack:
             # A laptop stack: the API runs open on purpose (and says so), docs on.
             env.setdefault("JOBYARD_API_AUTH", "none")
             env.setdefault("JOBYARD_API_DOCS", "true")
+        # Local webhook receivers live on loopback; the banner says so.
+        env.setdefault(LOOPBACK_ENV, "true")
         env["PYTHONUNBUFFERED"] = "1"
         env.update(extra)
         return env
@@ -276,6 +280,7 @@ class DevStack:
                 f"  Redis    {redis_line}",
                 f"  workers  {', '.join(self.options.queues)}  (metrics on {ports})",
                 f"  beat     running  ({beat_metrics})",
+                *self._egress_line(),
                 *self._client_hint(),
                 "Press Ctrl-C to stop.",
                 "",
@@ -289,6 +294,15 @@ class DevStack:
             "OPEN: no token needed (JOBYARD_API_AUTH=none); set JOBYARD_ADMIN_TOKENS "
             "before listening beyond loopback"
         )
+
+    def _egress_line(self) -> list[str]:
+        value = self.child_env()[LOOPBACK_ENV]
+        if value.strip().lower() not in ("1", "true", "yes", "on", "t", "y"):
+            return []
+        return [
+            f"  egress   loopback (127.0.0.0/8, ::1) allowed for webhooks and other outbound "
+            f"jobs ({LOOPBACK_ENV}={value}; dev only, never in a cluster)"
+        ]
 
     def _client_hint(self) -> list[str]:
         if self.rt.settings.api_url.rstrip("/") == self.api_url:

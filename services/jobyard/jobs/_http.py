@@ -35,6 +35,20 @@ RESERVED_HEADERS = frozenset(
 
 RESERVED_PREFIX = "x-jobyard-"
 
+HEADER_VALUE = re.compile(r"^([\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?)?$")
+"""An RFC 9110 field value jobyard sends: visible ASCII, SP and HTAB inside, no leading
+or trailing whitespace (obsolete non-ASCII octets are refused)."""
+
+
+def header_value_problem(value: str) -> str | None:
+    """Why `value` cannot be sent as a header value, or None."""
+    if HEADER_VALUE.fullmatch(value):
+        return None
+    return (
+        "a header value may hold only visible ASCII characters, spaces and tabs, with no "
+        "leading or trailing whitespace (no control characters, no non-ASCII)"
+    )
+
 
 def header_problem(name: str, value: str) -> str | None:
     """Why the extra header `name: value` is refused, or None when it is allowed."""
@@ -46,8 +60,8 @@ def header_problem(name: str, value: str) -> str | None:
             f"header {name!r} cannot be set: hop-by-hop headers, Host, Content-Length, Expect, "
             "Content-Type, User-Agent and X-Jobyard-* are set by jobyard"
         )
-    if any(c in value for c in "\r\n\0"):
-        return f"header {name!r}: the value must not contain CR, LF or NUL"
+    if header_value_problem(value) is not None:
+        return f"header {name!r}: {header_value_problem(value)}"
     return None
 
 
