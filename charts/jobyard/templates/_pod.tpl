@@ -25,7 +25,7 @@ Only JOBYARD_* names jobyard knows are rendered (an unknown one stops it at star
 {{- $v := $ctx.Values -}}
 {{- $existing := $v.secrets.existingSecret -}}
 {{- if ne .component "test" }}
-{{ include "jobyard.secretEnv" (list $ctx "JOBYARD_REDIS_URL" "redis-url" true) }}
+{{ include "jobyard.secretEnv" (list $ctx "JOBYARD_REDIS_URL" (printf "redis-url-%s" .component) true) }}
 {{- end }}
 - name: JOBYARD_CONFIG
   value: {{ include "jobyard.configPath" $ctx | quote }}
