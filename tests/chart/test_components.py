@@ -98,7 +98,7 @@ class TestFlower:
         (flower,) = pod_spec(deployment)["containers"]
         env = env_of(flower)
         assert _secret_ref(env["FLOWER_BASIC_AUTH"]) == (RELEASE, "flower-basic-auth", False)
-        assert _secret_ref(env["CELERY_BROKER_URL"]) == (RELEASE, "redis-url", False)
+        assert _secret_ref(env["CELERY_BROKER_URL"]) == (RELEASE, "redis-url-flower", False)
         assert r.secret_data()["flower-basic-auth"] == "ops:s3cret-flower-pass"
         assert "FLOWER_UNAUTHENTICATED_API" not in env
         assert r.get("Service", f"{RELEASE}-flower")["spec"]["ports"][0]["port"] == 5555
@@ -128,8 +128,10 @@ class TestBundledRedis:
             == "1Gi"
         )
         (c,) = pod_spec(sts)["containers"]
-        assert c["args"] == ["/etc/redis/redis.conf", "--requirepass", "$(REDISCLI_AUTH)"]
-        assert _secret_ref(env_of(c)["REDISCLI_AUTH"]) == (RELEASE, "redis-password", False)
+        assert c["args"] == ["/etc/redis/redis.conf"]
+        # Users come from the ACL file; only the probes' password is in the environment.
+        assert [e["name"] for e in c["env"]] == ["REDISCLI_AUTH"]
+        assert _secret_ref(env_of(c)["REDISCLI_AUTH"]) == (RELEASE, "redis-password-probe", False)
 
     def test_off_with_an_external_redis(self, rendered: Render) -> None:
         r = rendered("external-redis-tls")
@@ -139,10 +141,14 @@ class TestBundledRedis:
 
     def test_generated_password_is_the_one_in_the_url(self, rendered: Render) -> None:
         data = rendered("defaults").secret_data()
-        url = urlsplit(data["redis-url"])
-        assert len(data["redis-password"]) == 32
-        assert unquote(url.password or "") == data["redis-password"]
-        assert url.hostname == f"{RELEASE}-redis.jobs.svc" and url.port == 6379
+        for component in ("api", "worker", "beat"):
+            url = urlsplit(data[f"redis-url-{component}"])
+            assert len(data[f"redis-password-{component}"]) == 32
+            assert url.username == f"jobyard-{component}"
+            assert unquote(url.password or "") == data[f"redis-password-{component}"]
+            assert url.hostname == f"{RELEASE}-redis.jobs.svc" and url.port == 6379
+        passwords = [data[f"redis-password-{c}"] for c in ("api", "worker", "beat", "keda")]
+        assert len(set(passwords)) == 4, "every component has its own password"
 
 
 class TestSecretsAndSettings:
@@ -164,25 +170,32 @@ class TestSecretsAndSettings:
             (c,) = pod_spec(r.get("Deployment", f"{RELEASE}-{name}"))["containers"]
             assert _secret_ref(env_of(c)["JOBYARD_REDIS_URL"]) == (
                 "jobyard-prod",
-                "redis-url",
+                f"redis-url-{name.split('-')[0]}",
                 False,
             )
         assert not r.of_kind("Secret")
 
     def test_the_url_parses_back_to_the_values(self, rendered: Render) -> None:
         data = rendered("rich").secret_data()
-        kwargs = redis.connection.parse_url(data["redis-url"])
+        kwargs = redis.connection.parse_url(data["redis-url-api"])
+        assert kwargs["username"] == "app+api"
         assert kwargs["password"] == "p@ss:w/rd #1 +x"
         assert kwargs["host"] == f"{RELEASE}-redis.jobs.svc" and kwargs["port"] == 6379
         assert kwargs["db"] == 0
 
     def test_tls_url_verifies_with_the_mounted_ca(self, render_with: RenderWith) -> None:
         values = {**load_values("external-redis-tls"), "secrets": {"existingSecret": ""}}
-        values["redis"] = {**values["redis"], "password": "pw"}
+        values["redis"] = {
+            **values["redis"],
+            "users": {
+                c: {"username": f"u-{c}", "password": "pw"}
+                for c in ("api", "worker", "beat", "keda", "flower")
+            },
+        }
         r = render_with(values)
-        url = r.secret_data()["redis-url"]
+        url = r.secret_data()["redis-url-worker"]
         assert url == (
-            "rediss://jobyard:pw@redis.prod.internal:6380/3"
+            "rediss://u-worker:pw@redis.prod.internal:6380/3"
             "?ssl_cert_reqs=required&ssl_ca_certs=/etc/jobyard/redis-ca/ca.pem"
         )
         kwargs = redis.connection.parse_url(url)

@@ -105,7 +105,15 @@ class TestRenderedConfig:
 
 
 class TestChecksums:
-    BASE: dict[str, Any] = {**load_values("flower"), "redis": {"password": "fixed-password"}}
+    BASE: dict[str, Any] = {
+        **load_values("flower"),
+        "redis": {
+            "users": {
+                c: {"username": f"jobyard-{c}", "password": f"fixed-{c}-password"}
+                for c in ("api", "worker", "beat", "keda", "flower", "probe")
+            }
+        },
+    }
 
     def test_pods_roll_when_the_config_changes(
         self, render_with: Callable[[dict[str, Any]], Rendered]

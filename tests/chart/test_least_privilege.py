@@ -65,8 +65,15 @@ class TestEachComponentGetsOnlyItsSecrets:
             }, name
         assert job_secret_keys(workload(r, "beat"), RELEASE) == {}
         assert secret_keys(workload(r, "test"), RELEASE) == {"client-token": True}
-        for name in ("api", "beat", *WORKERS):
-            assert "redis-url" in secret_keys(workload(r, name), RELEASE), name
+        for name, component in (
+            ("api", "api"),
+            ("beat", "beat"),
+            *((w, "worker") for w in WORKERS),
+        ):
+            redis_keys = {
+                k for k in secret_keys(workload(r, name), RELEASE) if k.startswith("redis-")
+            }
+            assert redis_keys == {f"redis-url-{component}"}, name
 
     def test_read_and_admin_tokens_only_in_the_api(self, rendered: Render) -> None:
         r = rendered("rich")

@@ -265,7 +265,7 @@ BAD_COMBINATIONS = [
     ),
     pytest.param(
         {"redis": {"host": "r", "bundled": {"enabled": False}}},
-        "redis.password is required when redis.auth is true",
+        "redis.users.api.password is required when redis.auth is true",
         id="no-redis-password",
     ),
     pytest.param(

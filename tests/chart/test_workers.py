@@ -356,10 +356,12 @@ class TestKedaRedisConnection:
         auth = r.get("TriggerAuthentication", f"{RELEASE}-redis-auth")
         assert auth["spec"] == {
             "secretTargetRef": [
-                {"parameter": "password", "name": RELEASE, "key": "redis-password"}
+                {"parameter": "username", "name": RELEASE, "key": "redis-username-keda"},
+                {"parameter": "password", "name": RELEASE, "key": "redis-password-keda"},
             ],
         }
-        assert r.secret_data()["redis-password"]
+        assert r.secret_data()["redis-username-keda"] == "jobyard-keda"
+        assert len(r.secret_data()["redis-password-keda"]) == 32
 
     def test_tls_database_index_user_and_ca_for_an_external_redis(self, rendered: Render) -> None:
         r = rendered("external-redis-tls")
@@ -374,8 +376,8 @@ class TestKedaRedisConnection:
                 assert "unsafeSsl" not in meta
         auth = r.get("TriggerAuthentication", f"{RELEASE}-redis-auth")
         assert auth["spec"]["secretTargetRef"] == [
-            {"parameter": "password", "name": "jobyard-prod", "key": "redis-password"},
-            {"parameter": "username", "name": "jobyard-prod", "key": "redis-username"},
+            {"parameter": "username", "name": "jobyard-prod", "key": "redis-username-keda"},
+            {"parameter": "password", "name": "jobyard-prod", "key": "redis-password-keda"},
             {"parameter": "ca", "name": "redis-ca", "key": "ca.pem"},
         ]
         assert auth["spec"]["env"] == [

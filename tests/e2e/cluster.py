@@ -2,6 +2,12 @@
 API as separate OS processes (each in its own process group), and a producer that
 enqueues through the real store.
 
+Redis runs with the chart's ACL rules (`charts/jobyard/files/redis/acl-rules.yaml`): the
+API, workers and beat each log in as their own restricted user, and closing the cluster
+fails the test when Redis refused any command (its ACL LOG), so a permission the rules
+lack fails the suite even where jobyard retries or logs the error. The tests' own client
+(`Cluster.client`, producer and oracle) is an admin user.
+
 Limits are short so faults resolve fast: hard time limit 3 s (soft 2 s), retry backoff at
 most 1 s, visibility timeout 5 s (> 3 + 1, as the config requires), beat lease 3 s, beat's
 unacked restore every 0.5 s and lost-message check every 1 s.
@@ -20,12 +26,14 @@ from typing import Any
 
 import httpx
 import redis
+import yaml
 
 from jobyard.core import keys, store
 from jobyard.core.bootstrap import Runtime, bootstrap
 from jobyard.core.celery_app import create_celery
 from jobyard.core.enqueue import EnqueueRequest, prepare
 from tests.support.processes import Proc, jobyard_env, wait_until
+from tests.support.redis_acl import ServerUsers, with_user
 from tests.support.redis_server import RedisProcess, free_port
 
 FAULT_JOB_MODULES = "tests.support.fault_jobs"
@@ -81,6 +89,9 @@ limits:
 
 E2E_CONFIG = e2e_config()
 
+COMPONENT_COMMANDS = ("api", "worker", "beat")
+"""`jobyard <command>` processes that log in to Redis as their own user."""
+
 QUIET_ENV = {"JOBYARD_WORKER_METRICS_PORT": "0", "JOBYARD_BEAT_METRICS_PORT": "0"}
 """No /metrics ports: many workers and beats of one test share the host."""
 
@@ -95,14 +106,24 @@ class Cluster:
         appendonly: bool = False,
         config_text: str = E2E_CONFIG,
         redis_url: str | None = None,
+        users: ServerUsers | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
+        """Without `redis_url`, a redis-server of our own with the chart's ACL users;
+        with it, `users` are that server's users (`redis_url` is the admin's) or None
+        (every process uses `redis_url`)."""
         self.tmp_path = tmp_path
         self.server: RedisProcess | None = None
+        self.users = users
         if redis_url is None:
-            self.server = RedisProcess(appendonly=appendonly).start()
-            redis_url = self.server.url
+            self.users = ServerUsers.generate()
+            queues = [q["name"] for q in yaml.safe_load(config_text)["queues"]]
+            aclfile = tmp_path / "users.acl"
+            aclfile.write_text(self.users.acl_text(queues))
+            self.server = RedisProcess(appendonly=appendonly, aclfile=aclfile).start()
+            redis_url = self.users.url(self.server.url)
         self.url = redis_url
+        """The admin's URL (the tests' producer and oracle)."""
         self.config_path = tmp_path / "jobyard.yaml"
         self.config_path.write_text(config_text)
         self.extra_env = dict(env or {})
@@ -120,6 +141,23 @@ class Cluster:
             **{k: v for k, v in self.extra_env.items() if k.startswith("JOBYARD_")},
         }
 
+    def url_for(self, component: str) -> str:
+        """The Redis URL of `component` (api, worker, beat, keda): its own user."""
+        if self.users is None:
+            return self.url
+        return with_user(self.url, self.users.components[component])
+
+    def acl_denials(self) -> list[str]:
+        """What Redis refused since it started (or since :meth:`reset_acl_log`)."""
+        return [
+            f"{e['username']}: {e['reason']} {e['object']!r} ({e['context']})"
+            for e in self.client.acl_log()
+        ]
+
+    def reset_acl_log(self) -> None:
+        """Forget refusals a test provoked on purpose."""
+        self.client.acl_log_reset()
+
     # processes
 
     def spawn(self, *args: str, env: dict[str, str] | None = None) -> Proc:
@@ -131,7 +169,8 @@ class Cluster:
             **self.extra_env,
             **(env or {}),
         }
-        full_env = jobyard_env(self.url, self.config_path, **extra)
+        url = self.url_for(args[0]) if args and args[0] in COMPONENT_COMMANDS else self.url
+        full_env = jobyard_env(url, self.config_path, **extra)
         name = "-".join(a.lstrip("-") for a in args[:3])
         proc = Proc(list(args), full_env, self.tmp_path / f"{len(self.procs):02d}-{name}.log")
         self.procs.append(proc)
@@ -159,17 +198,23 @@ class Cluster:
         return api
 
     def close(self) -> None:
+        """Stop everything; fail when Redis refused a command of a component's user."""
         for proc in self.procs:
             with contextlib.suppress(Exception):
                 proc.stop(timeout_s=10)
+        if self.server is not None and self.server.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.server.proc.send_signal(signal.SIGCONT)
+        denials: list[str] = []
+        if self.users is not None:
+            with contextlib.suppress(redis.ConnectionError):
+                denials = self.acl_denials()
         self.client.close()
         self.app.close()
         if self.server is not None:
-            if self.server.proc is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    self.server.proc.send_signal(signal.SIGCONT)
             self.server.stop()
             shutil.rmtree(self.server.dir, ignore_errors=True)
+        assert not denials, "Redis refused commands of jobyard's users:\n" + "\n".join(denials)
 
     # producing
 

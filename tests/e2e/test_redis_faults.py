@@ -135,7 +135,7 @@ def test_redis_restart_keeps_queued_jobs_and_everything_reconnects(
 def _check(cluster: Cluster, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`jobyard worker --queue alpha --check`, the liveness probe."""
     full_env = jobyard_env(
-        cluster.url,
+        cluster.url_for("worker"),
         cluster.config_path,
         JOBYARD_JOB_MODULES="tests.support.fault_jobs",
         JOBYARD_HEARTBEAT_DIR=str(cluster.heartbeat_dir),

@@ -53,7 +53,9 @@ def _docker_answers() -> bool:
 class RedisProcess:
     """A `redis-server` this test run owns, on a free loopback port."""
 
-    def __init__(self, *, appendonly: bool = False, port: int | None = None) -> None:
+    def __init__(
+        self, *, appendonly: bool = False, port: int | None = None, aclfile: Path | None = None
+    ) -> None:
         binary = redis_server_binary()
         if binary is None:
             raise RuntimeError(
@@ -63,6 +65,8 @@ class RedisProcess:
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="jobyard-redis-"))
         self.appendonly = appendonly
+        self.aclfile = aclfile
+        """Redis ACL file (users and their rules) the server loads; None: the default user."""
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -87,6 +91,8 @@ class RedisProcess:
         ]
         if self.appendonly:
             args += ["--appendfsync", "everysec"]
+        if self.aclfile is not None:
+            args += ["--aclfile", str(self.aclfile)]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
@@ -94,6 +100,8 @@ class RedisProcess:
             try:
                 if client.ping():
                     return self
+            except redis.AuthenticationError:
+                return self  # it answers; with an ACL file, only logged-in users may PING
             except redis.ConnectionError:
                 time.sleep(0.05)
         raise RuntimeError(f"redis-server did not start on port {self.port}")

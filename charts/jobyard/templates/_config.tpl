@@ -73,13 +73,7 @@ Empty with secrets.existingSecret or auth.mode none. */}}
 
 {{/* The chart Secret's stringData (when secrets.existingSecret is empty). */}}
 {{- define "jobyard.secretData" -}}
-redis-url: {{ include "jobyard.redisUrl" . | quote }}
-{{- if .Values.redis.auth }}
-redis-password: {{ include "jobyard.redisPassword" . | quote }}
-{{- end }}
-{{- if .Values.redis.username }}
-redis-username: {{ .Values.redis.username | quote }}
-{{- end }}
+{{- include "jobyard.redisSecretData" . }}
 {{- if eq .Values.auth.mode "tokens" }}
 {{- with .Values.auth.apiTokens }}
 api-tokens: {{ join "," . | quote }}
@@ -102,6 +96,32 @@ smtp-password: {{ . | quote }}
 {{- end }}
 {{- if .Values.flower.enabled }}
 flower-basic-auth: {{ required "flower.basicAuth (user:password) is required when flower.enabled: Flower is never exposed without authentication" .Values.flower.basicAuth | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The Secret's Redis keys: each component's URL (its own ACL user), the passwords (kept
+across upgrades by lookup), KEDA's user name and, with the bundled Redis, its ACL file. */}}
+{{- define "jobyard.redisSecretData" -}}
+{{- $v := .Values }}
+{{- $used := list "api" "worker" "beat" }}
+{{- if $v.flower.enabled }}{{ $used = append $used "flower" }}{{ end }}
+{{- range $c := $used }}
+redis-url-{{ $c }}: {{ include "jobyard.redisUrl" (list $ $c) | quote }}
+{{- end }}
+{{- if $v.redis.auth }}
+{{- $withPassword := $used }}
+{{- if $v.redis.bundled.enabled }}
+{{- $withPassword = splitList " " (include "jobyard.redisComponents" .) }}
+{{- else if $v.keda.enabled }}
+{{- $withPassword = append $withPassword "keda" }}
+{{- end }}
+{{- range $c := $withPassword }}
+redis-password-{{ $c }}: {{ include "jobyard.redisPassword" (list $ $c) | quote }}
+{{- end }}
+redis-username-keda: {{ $v.redis.users.keda.username | quote }}
+{{- if $v.redis.bundled.enabled }}
+redis-users.acl: {{ include "jobyard.redisAclFile" . | quote }}
+{{- end }}
 {{- end }}
 {{- end -}}
 

@@ -29,7 +29,7 @@ test only the client token.
 {{- $v := $ctx.Values -}}
 {{- $existing := $v.secrets.existingSecret -}}
 {{- if ne .component "test" }}
-{{ include "jobyard.secretEnv" (list $ctx "JOBYARD_REDIS_URL" "redis-url" true) }}
+{{ include "jobyard.secretEnv" (list $ctx "JOBYARD_REDIS_URL" (printf "redis-url-%s" .component) true) }}
 {{- end }}
 - name: JOBYARD_CONFIG
   value: {{ include "jobyard.configPath" $ctx | quote }}

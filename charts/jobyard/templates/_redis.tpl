@@ -20,25 +20,75 @@ namespace resolves it too) or redis.host. */}}
 {{- printf "%s:%d" (include "jobyard.redisHost" .) (int .Values.redis.port) -}}
 {{- end -}}
 
-{{/* The Redis password from values; with the bundled Redis and none given, the one a
-previous release generated (lookup) or a new random one, memoised for this render. */}}
+{{/* The components that log in to Redis as their own ACL user (redis.users.<component>),
+besides Redis' default user (PING only). */}}
+{{- define "jobyard.redisComponents" -}}api worker beat keda flower probe{{- end -}}
+
+{{/* The Redis password of a component's user: redis.users.<component>.password; with the
+bundled Redis and none given, the one a previous release generated (lookup of the Secret's
+redis-password-<component>) or a new random one, memoised for this render.
+Call: include "jobyard.redisPassword" (list $ "worker") */}}
 {{- define "jobyard.redisPassword" -}}
-{{- if .Values.redis.password -}}
-{{- .Values.redis.password -}}
-{{- else if .Values.redis.bundled.enabled -}}
-{{- if not (hasKey .Values.redis "generatedPassword") -}}
-{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "jobyard.fullname" .) -}}
+{{- $ctx := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- $user := index $ctx.Values.redis.users $component -}}
+{{- if $user.password -}}
+{{- $user.password -}}
+{{- else if $ctx.Values.redis.bundled.enabled -}}
+{{- if not (hasKey $user "generatedPassword") -}}
+{{- $existing := lookup "v1" "Secret" $ctx.Release.Namespace (include "jobyard.fullname" $ctx) -}}
+{{- $key := printf "redis-password-%s" $component -}}
 {{- $pw := "" -}}
-{{- if and $existing (hasKey (default dict $existing.data) "redis-password") -}}
-{{- $pw = index $existing.data "redis-password" | b64dec -}}
+{{- if and $existing (hasKey (default dict $existing.data) $key) -}}
+{{- $pw = index $existing.data $key | b64dec -}}
 {{- else -}}
 {{- $pw = randAlphaNum 32 -}}
 {{- end -}}
-{{- $_ := set .Values.redis "generatedPassword" $pw -}}
+{{- $_ := set $user "generatedPassword" $pw -}}
 {{- end -}}
-{{- .Values.redis.generatedPassword -}}
+{{- $user.generatedPassword -}}
 {{- else -}}
-{{- fail "redis.password is required when redis.auth is true (or put it in secrets.existingSecret under redis-password, or set redis.auth=false for a Redis without a password)" -}}
+{{- fail (printf "redis.users.%s.password is required when redis.auth is true and the Redis is external (or use secrets.existingSecret with the key redis-password-%s / redis-url-%s, or set redis.auth=false for a Redis without passwords)" $component $component $component) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The bundled Redis' ACL file (aclfile): one user per entry of files/redis/acl-rules.yaml
+(the rules the fault suite and deploy/redis-acl.example.acl use), in name order, each
+`user <name> reset <on|off> <#sha256 of its password | nopass> <rules>`, a rule naming {queue}
+repeated for every queue. Passwords appear only as their SHA-256. */}}
+{{- define "jobyard.redisAclFile" -}}
+{{- $ctx := . -}}
+{{- $doc := .Files.Get "files/redis/acl-rules.yaml" | fromYaml -}}
+{{- $queues := list -}}
+{{- range (include "jobyard.queues" $ctx | fromYaml).queues -}}
+{{- $queues = append $queues .name -}}
+{{- end -}}
+{{- range $name := keys $doc.users | sortAlpha }}
+{{- $entry := index $doc.users $name -}}
+{{- $flat := list -}}
+{{- range $entry.rules -}}
+{{- if kindIs "slice" . -}}
+{{- $flat = concat $flat . -}}
+{{- else -}}
+{{- $flat = append $flat . -}}
+{{- end -}}
+{{- end -}}
+{{- $tokens := list -}}
+{{- range $rule := $flat -}}
+{{- if contains "{queue}" $rule -}}
+{{- range $q := $queues -}}
+{{- $tokens = append $tokens (replace "{queue}" $q $rule) -}}
+{{- end -}}
+{{- else -}}
+{{- $tokens = append $tokens $rule -}}
+{{- end -}}
+{{- end -}}
+{{- if eq $name "default" -}}
+{{- printf "user default reset %s %s %s\n" (default "on" $entry.state) $entry.password (join " " $tokens) -}}
+{{- else -}}
+{{- $user := index $ctx.Values.redis.users $name -}}
+{{- printf "user %s reset %s #%s %s\n" $user.username (default "on" $entry.state) (include "jobyard.redisPassword" (list $ctx $name) | sha256sum) (join " " $tokens) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -47,14 +97,17 @@ previous release generated (lookup) or a new random one, memoised for this rende
 /etc/jobyard/redis-ca/{{ .Values.redis.tls.caSecretKey }}
 {{- end -}}
 
-{{/* The broker/store URL: redis[s]://[user:password@]host:port/db[?ssl options].
-User and password are percent-encoded (urlquery writes a space as "+", which a URL's user
-info would keep as a plus: it becomes %20). */}}
+{{/* A component's broker/store URL: redis[s]://[user:password@]host:port/db[?ssl options],
+as that component's ACL user. User and password are percent-encoded (urlquery writes a
+space as "+", which a URL's user info would keep as a plus: it becomes %20).
+Call: include "jobyard.redisUrl" (list $ "api") */}}
 {{- define "jobyard.redisUrl" -}}
+{{- $component := index . 1 -}}
+{{- with index . 0 -}}
 {{- $auth := "" -}}
 {{- if .Values.redis.auth -}}
-{{- $user := urlquery .Values.redis.username | replace "+" "%20" -}}
-{{- $pw := urlquery (include "jobyard.redisPassword" .) | replace "+" "%20" -}}
+{{- $user := urlquery (index .Values.redis.users $component).username | replace "+" "%20" -}}
+{{- $pw := urlquery (include "jobyard.redisPassword" (list . $component)) | replace "+" "%20" -}}
 {{- $auth = printf "%s:%s@" $user $pw -}}
 {{- end -}}
 {{- $query := "" -}}
@@ -66,4 +119,15 @@ info would keep as a plus: it becomes %20). */}}
 {{- $query = printf "?%s" (join "&" $q) -}}
 {{- end -}}
 {{- printf "%s://%s%s/%d%s" (ternary "rediss" "redis" .Values.redis.tls.enabled) $auth (include "jobyard.redisAddress" .) (int .Values.redis.database) $query -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The bundled Redis' probe: PING as the probe user (password from REDISCLI_AUTH), healthy
+only on PONG (redis-cli exits 0 on an error reply such as NOAUTH or LOADING). */}}
+{{- define "jobyard.redisProbe" -}}
+{{- $cli := printf "redis-cli -p %d" (int .Values.redis.port) -}}
+{{- if .Values.redis.auth -}}
+{{- $cli = printf "%s --user %s --no-auth-warning" $cli (.Values.redis.users.probe.username | squote) -}}
+{{- end -}}
+{{- list "sh" "-c" (printf "%s ping | grep -qx PONG" $cli) | toJson -}}
 {{- end -}}
