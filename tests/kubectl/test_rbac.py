@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import kubernetes_validate
 import pytest
 import yaml
@@ -13,7 +14,7 @@ import yaml
 from jobyard.kubectl import rbac
 from jobyard.kubectl.rbac import OPTIONAL_RBAC, REQUIRED_RBAC, Permission
 from tests.kubectl.cluster import BASE_VALUES, install, render
-from tests.kubectl.conftest import ROOT, Apis, Cluster
+from tests.kubectl.conftest import ROOT, USERS, Apis, Cluster
 
 Obj = dict[str, Any]
 
@@ -270,3 +271,35 @@ def test_operations_doc_shows_what_each_role_can_do() -> None:
         "| - | with `readTokenSecret` | get | `secrets` | `<fullname>` (or "
         "`secrets.existingSecret`) |"
     ) in "\n".join(table)
+
+
+def test_the_operator_role_reaches_only_its_own_releases_objects(cluster: Cluster) -> None:
+    """Another release in the same namespace, and other Secrets, are out of reach of the
+    chart's operator Role: the names in its rules are checked on every request."""
+    install(cluster.api, {}, "other", "jobs")
+    denied = {
+        ("restart", "api", "-r", "other"): 'patch deployments.apps "other-jobyard-api"',
+        ("pause", "default", "-r", "other"): (
+            'get scaledobjects.keda.sh "other-jobyard-worker-default"'
+        ),
+        ("dead-letters", "default", "-r", "other"): 'get services "other-jobyard-api"',
+    }
+    for argv, what in denied.items():
+        result = cluster.run(*argv, user="operator")
+        assert result.returncode == 2, (argv, result.stdout)
+        assert f"RBAC denied: you may not {what} in namespace" in result.stderr, argv
+    assert (
+        cluster.api.get("Deployment", "jobs", "other-jobyard-api")["metadata"].get("generation")
+        == 1
+    )
+    cluster.api.put(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "unrelated"}}, "secure"
+    )
+    operator = {"Authorization": f"Bearer {USERS['operator']}"}
+    secrets = f"{cluster.api.url}/api/v1/namespaces/secure/secrets"
+    with httpx.Client(headers=operator) as http:
+        assert http.get(f"{secrets}/secure-jobyard").status_code == 200
+        assert http.get(f"{secrets}/unrelated").status_code == 403
+        assert http.get(secrets).status_code == 403
+        assert http.get(f"{secrets}?watch=true").status_code == 403
+        assert http.get(f"{cluster.api.url}/api/v1/secrets").status_code == 403
