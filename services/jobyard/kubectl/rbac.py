@@ -140,8 +140,9 @@ WORST_CASE: dict[Permission, str] = {
     "the TriggerAuthentication it uses) at another Redis or Deployment",
     LIST_HPAS: "read every HPA of the namespace",
     GET_SERVICES: "read the API Service",
-    PROXY_GET: "GET any path of the jobyard API through the API server, past "
-    "NetworkPolicies (the API still wants its own token when it has tokens)",
+    PROXY_GET: "GET any path of the jobyard API, sent by the Kubernetes API server "
+    "(NetworkPolicies written for in-cluster clients do not stop it; the API still wants its "
+    "own token when it has tokens)",
     PROXY_CREATE: "POST to the jobyard API: enqueue, retry, cancel (with a token the API "
     "accepts for writes)",
     PROXY_DELETE: "DELETE on the jobyard API: purge dead letters (with a token the API "
