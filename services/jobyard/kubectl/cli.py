@@ -55,33 +55,52 @@ def cli(**_: Any) -> None:
     type=click.Choice(["table", "role", "json"]),
     default="table",
     show_default=True,
-    help="table: what each command needs (markdown); role: a read-only and an operator "
-    "Role (YAML, for clusters without the chart's); json: the table as data.",
+    help="table: what each command needs (markdown); role: the chart's read-only and "
+    "operator Roles of one release (YAML, for clusters without the chart's); json: the "
+    "table as data.",
 )
 @click.option("--namespace", "-n", default="NAMESPACE", help="Namespace of the Roles (role).")
-def rbac_command(output: str, namespace: str) -> None:
+@click.option(
+    "--fullname",
+    default="jobyard",
+    show_default=True,
+    help="role: the prefix of the release's object names (<fullname>-api, ...).",
+)
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="NAME",
+    help="role: a queue of the release (repeat for each); the Roles name its Deployment "
+    "and ScaledObject.",
+)
+@click.option("--api-port", default=8000, show_default=True, help="role: the API Service's port.")
+@click.option(
+    "--token-secret",
+    default=None,
+    metavar="NAME",
+    help="role: let the operator get this Secret (the API's tokens) by name.",
+)
+def rbac_command(
+    output: str,
+    namespace: str,
+    fullname: str,
+    queues: tuple[str, ...],
+    api_port: int,
+    token_secret: str | None,
+) -> None:
     """The Kubernetes permissions each command needs (no cluster access)."""
     if output == "table":
         click.echo(rbac.markdown_table())
     elif output == "json":
         emit({c: [str(p) for p in ps] for c, ps in rbac.REQUIRED_RBAC.items()}, "json")
     else:
-        roles = [
-            ("jobyard-kubectl-read-only", rbac.read_only()),
-            ("jobyard-kubectl-operator", rbac.operator()),
-        ]
-        docs = [
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "Role",
-                "metadata": {"name": name, "namespace": namespace},
-                "rules": rbac.role_rules(grants),
-            }
-            for name, grants in roles
-        ]
+        if not queues:
+            raise click.UsageError("-o role needs the release's queues: --queue NAME ...")
+        names = rbac.ReleaseNames(fullname, queues, api_port, token_secret)
         import yaml
 
-        click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
+        click.echo(yaml.safe_dump_all(rbac.roles(names, namespace), sort_keys=False), nl=False)
 
 
 for command in (status, pause, resume, drain, dead_letters, jobs, logs, restart):
