@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from jobyard.api.app import create_app
+from jobyard.api.http_protocol import bounded_protocol
 from jobyard.core.bootstrap import Runtime
 from jobyard.observability.logging import configure_logging
 
@@ -12,7 +13,8 @@ GRACEFUL_SHUTDOWN_S = 10
 
 
 def run_api(runtime: Runtime) -> None:
-    """Serve on `settings.api_host:api_port` until SIGINT/SIGTERM."""
+    """Serve on `settings.api_host:api_port` until SIGINT/SIGTERM, with the header, body
+    and keep-alive timeouts of the settings (`jobyard.api.http_protocol`)."""
     settings = runtime.settings
     configure_logging(settings, "api")
     uvicorn.run(
@@ -24,4 +26,10 @@ def run_api(runtime: Runtime) -> None:
         proxy_headers=True,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_keep_alive=settings.api_keepalive_timeout_s,
+        http=bounded_protocol(
+            header_timeout_s=settings.api_header_timeout_s,
+            body_timeout_s=settings.api_body_timeout_s,
+            max_payload_bytes=runtime.config.limits.max_payload_bytes,
+        ),
     )

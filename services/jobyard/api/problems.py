@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from jobyard.api.json_values import find_oversized_int, max_int_digits
 from jobyard.core.dead_letters import CannotRetryError, NotADeadLetterError
 from jobyard.core.enqueue import EnqueueError
 from jobyard.core.errors import UnknownQueueError, UnknownTaskError
@@ -178,6 +179,9 @@ def _request_field_errors(exc: RequestValidationError) -> list[FieldError]:
         if len(loc) > 1 and loc[0] in _REQUEST_PARTS:
             loc = loc[1:]
         field = loc_to_field(loc) or "body"
+        at = (err.get("ctx") or {}).get("at")
+        if isinstance(at, str) and at:
+            field += at if at.startswith("[") else f".{at}"
         msg = str(err.get("msg", "invalid"))
         if err.get("type") == "extra_forbidden":
             msg = "unknown field (check its spelling)"
@@ -212,11 +216,28 @@ _UNPARSABLE_BODY = {
 parser raised something other than a JSON syntax error."""
 
 
-async def _http_exception(_: Request, exc: Exception) -> ProblemResponse:
+async def _oversized_int(request: Request) -> FieldError | None:
+    """The field of an integer literal too long for Python's JSON parser, if that is why
+    the body could not be parsed (the parser says neither which nor where)."""
+    found = find_oversized_int(await request.body())
+    if found is None:
+        return None
+    field, digits = found
+    return FieldError(
+        field=field,
+        message=f"integer of {digits} digits: at most {max_int_digits()} digits are accepted",
+    )
+
+
+async def _http_exception(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400 and type(exc.__cause__) in _UNPARSABLE_BODY:
         message = _UNPARSABLE_BODY[type(exc.__cause__)]
         return invalid_input([FieldError(field="body", message=message)]).response()
+    if exc.status_code == 400 and type(exc.__cause__) is ValueError:
+        oversized = await _oversized_int(request)
+        if oversized is not None:
+            return invalid_input([oversized]).response()
     title = _status_title(exc.status_code)
     detail = str(exc.detail) if exc.detail else title
     if exc.status_code == 404 and detail == "Not Found":

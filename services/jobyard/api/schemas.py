@@ -6,8 +6,10 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
+from jobyard.api.json_values import find_lone_surrogate
 from jobyard.core.enqueue import EnqueueRequest
 from jobyard.core.queues import QueueStats
 from jobyard.core.records import JobRecord
@@ -15,6 +17,10 @@ from jobyard.core.workflows import MAX_MEMBERS, WorkflowState, WorkflowType
 
 IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]{1,200}$"
 """1..200 printable ASCII characters."""
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+
+LONE_SURROGATE = "lone_surrogate"
+"""Error type of text that is not valid Unicode; its `ctx["at"]` locates it within the field."""
 
 
 class _Request(BaseModel):
@@ -30,12 +36,28 @@ class JobIn(_Request):
     """Arguments, validated against the task's argument schema."""
     queue: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     """Overrides the task's default queue."""
-    priority: Annotated[int, Field(ge=0, le=9)] | None = None
-    """0..9, Celery-on-Redis semantics: 0 is the most urgent. Default: the queue's."""
+    priority: Annotated[int, Field(strict=True, ge=0, le=9)] | None = None
+    """0..9, Celery-on-Redis semantics: 0 is the most urgent. Default: the queue's.
+    An integer: `true`, `1.0` or `"1"` are refused, not read as 1."""
     delay_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     """Run no earlier than this many seconds from now (exclusive with `eta`)."""
     eta: AwareDatetime | None = None
     """Run no earlier than this RFC 3339 time (with a UTC offset)."""
+
+    @field_validator("args", mode="before")
+    @classmethod
+    def _valid_unicode(cls, value: Any) -> Any:
+        """Refuse a lone surrogate (`"\\ud800"`) in any string or key of `args`: it would
+        be accepted here and fail when the job is stored or run."""
+        found = find_lone_surrogate(value)
+        if found is not None:
+            at, what = found
+            raise PydanticCustomError(
+                LONE_SURROGATE,
+                "{what}: text must be valid Unicode (a surrogate pair, never half of one)",
+                {"what": what, "at": at},
+            )
+        return value
 
     def to_request(self, idempotency_key: str | None = None) -> EnqueueRequest:
         return EnqueueRequest(

@@ -105,6 +105,24 @@ def _decode(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
+async def _listing_index(
+    client: redis.asyncio.Redis, queue: str | None, task: str | None
+) -> str | None:
+    """The index a listing reads: its queue's or its task's, the smaller of the two when
+    both are given (one ZCARD each, in one round trip), else all jobs'. None when an
+    index it needs is empty (nothing can match)."""
+    candidates = [k for k in (queue and keys.recent(queue), task and keys.by_task(task)) if k]
+    if not candidates:
+        return keys.RECENT
+    if len(candidates) == 1:
+        return candidates[0]
+    pipe = client.pipeline(transaction=False)
+    for key in candidates:
+        pipe.zcard(key)
+    size, key = min(zip(await pipe.execute(), candidates, strict=True))
+    return key if size else None
+
+
 async def list_jobs(
     client: redis.asyncio.Redis,
     *,
@@ -114,20 +132,25 @@ async def list_jobs(
     limit: int = 50,
     scan_limit: int = LIST_SCAN_LIMIT,
 ) -> list[JobRecord]:
-    """Recent jobs, newest first, filtered; examines at most `scan_limit` of the newest ids.
+    """Recent jobs, newest first, filtered; examines at most `scan_limit` of the newest
+    ids of the index it reads.
 
-    Ids whose record expired are skipped.
+    A queue or task filter is served by that queue's or task's index (the smaller one for
+    both), so no record of another queue or task is read; `state` is checked on the
+    records read. Ids whose record expired are skipped.
     """
-    index = keys.RECENT if queue is None else keys.recent(queue)
+    index = await _listing_index(client, queue, task)
     found: list[JobRecord] = []
     start = 0
-    while len(found) < limit and start < scan_limit:
+    while index is not None and len(found) < limit and start < scan_limit:
         stop = min(start + LIST_PAGE_SIZE, scan_limit) - 1
         ids = [_decode(i) for i in await client.zrevrange(index, start, stop)]
         if not ids:
             break
         for record in await get_jobs(client, ids):
             if record is None:
+                continue
+            if queue is not None and record.queue != queue:
                 continue
             if state is not None and record.state is not state:
                 continue

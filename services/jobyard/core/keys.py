@@ -47,6 +47,12 @@ def recent(queue: str) -> str:
     return f"{PREFIX}recent:{queue}"
 
 
+def by_task(task: str) -> str:
+    """Sorted set of one task's job ids by enqueue time (all queues); written at enqueue,
+    entries older than `limits.result_ttl_s` trimmed by each enqueue of the task."""
+    return f"{PREFIX}bytask:{task}"
+
+
 def idempotency(key: str) -> str:
     """String: the job id an `Idempotency-Key` maps to."""
     return f"{PREFIX}idem:{key}"

@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     """Bearer token client commands send."""
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    api_header_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10
+    """Time a client has to send a request's line and headers, from the connection or
+    from the first byte of its next request; the API then closes the connection."""
+    api_body_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30
+    """Time a client has to send a request's whole body, from the end of its headers; the
+    API then answers 408 (or closes the connection once an answer has started)."""
+    api_keepalive_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 5
+    """How long the API keeps an idle connection open between requests."""
     webhook_secret: SecretStr | None = None
     """HMAC-SHA256 key for `webhook.deliver` signatures of URLs that match no configured
     endpoint; `current,previous` (two, comma-separated) while rotating."""

@@ -29,6 +29,22 @@ def _record_ttl_s(record: JobRecord, result_ttl_s: int) -> int:
     return result_ttl_s + int(max(0.0, (record.eta or 0) - record.enqueued_at))
 
 
+def plan_index_task(pipe: Pipe, task: str, members: dict[str, float], *, result_ttl_s: int) -> None:
+    """File job ids (id -> enqueue time) in their task's index, and drop the entries
+    enqueued longer than `result_ttl_s` before the newest (so the index stays bounded as
+    `recent` is: by age, per registered task)."""
+    pipe.zadd(keys.by_task(task), members)
+    cutoff = max(members.values()) - result_ttl_s
+    pipe.zremrangebyscore(keys.by_task(task), "-inf", f"({cutoff!r}")
+
+
+def plan_index(pipe: Pipe, record: JobRecord, *, result_ttl_s: int) -> None:
+    """File a new record in the listing indexes: all jobs, its queue's, its task's."""
+    pipe.zadd(keys.RECENT, {record.id: record.enqueued_at})
+    pipe.zadd(keys.recent(record.queue), {record.id: record.enqueued_at})
+    plan_index_task(pipe, record.task, {record.id: record.enqueued_at}, result_ttl_s=result_ttl_s)
+
+
 def plan_enqueue(
     pipe: Pipe, record: JobRecord, message: BuiltMessage, *, result_ttl_s: int
 ) -> None:
@@ -36,8 +52,7 @@ def plan_enqueue(
     rkey = keys.job(record.id)
     pipe.hset(rkey, mapping=record.to_hash())
     pipe.expire(rkey, _record_ttl_s(record, result_ttl_s))
-    pipe.zadd(keys.RECENT, {record.id: record.enqueued_at})
-    pipe.zadd(keys.recent(record.queue), {record.id: record.enqueued_at})
+    plan_index(pipe, record, result_ttl_s=result_ttl_s)
     if record.state is JobState.SCHEDULED:
         assert record.eta is not None
         pipe.hset(
@@ -55,11 +70,12 @@ def plan_enqueue_many(
     """:func:`plan_enqueue` for many jobs, with one ZADD per index and one LPUSH per list.
 
     The same keys and values, in two commands per job (record, TTL) plus a few per batch
-    instead of five per job. Messages keep their order: LPUSH of several values pushes
-    them one after the other.
+    (per queue and per task) instead of eight per job. Messages keep their order: LPUSH
+    of several values pushes them one after the other.
     """
     recent: dict[str, float] = {}
     by_queue: dict[str, dict[str, float]] = {}
+    by_task: dict[str, dict[str, float]] = {}
     lists: dict[str, list[str]] = {}
     for record, message in jobs:
         if record.state is JobState.SCHEDULED:
@@ -70,12 +86,15 @@ def plan_enqueue_many(
         pipe.expire(rkey, _record_ttl_s(record, result_ttl_s))
         recent[record.id] = record.enqueued_at
         by_queue.setdefault(record.queue, {})[record.id] = record.enqueued_at
+        by_task.setdefault(record.task, {})[record.id] = record.enqueued_at
         lists.setdefault(message.list_key, []).append(message.payload)
     if recent:
         pipe.zadd(keys.RECENT, recent)
     for queue, members in by_queue.items():
         pipe.zadd(keys.recent(queue), members)
         pipe.zadd(keys.pending(queue), members)
+    for task, members in by_task.items():
+        plan_index_task(pipe, task, members, result_ttl_s=result_ttl_s)
     for list_key, payloads in lists.items():
         pipe.lpush(list_key, *payloads)
 

@@ -199,8 +199,7 @@ def _plan_record_only(pipe: Any, record: JobRecord, *, result_ttl_s: int) -> Non
     rkey = keys.job(record.id)
     pipe.hset(rkey, mapping=record.to_hash())
     pipe.expire(rkey, result_ttl_s)
-    pipe.zadd(keys.RECENT, {record.id: record.enqueued_at})
-    pipe.zadd(keys.recent(record.queue), {record.id: record.enqueued_at})
+    store.plan_index(pipe, record, result_ttl_s=result_ttl_s)
 
 
 @dataclass(frozen=True)

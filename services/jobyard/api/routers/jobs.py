@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from celery import Celery
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import ValidationError
 
 from jobyard.api.deps import CeleryDep, ReadAuth, RedisDep, RuntimeDep, WriteAuth
@@ -21,7 +21,13 @@ from jobyard.api.problems import (
     problem_responses,
     validation_field_errors,
 )
-from jobyard.api.schemas import IDEMPOTENCY_KEY_PATTERN, BatchIn, JobIn, JobList
+from jobyard.api.schemas import (
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENCY_KEY_PATTERN,
+    BatchIn,
+    JobIn,
+    JobList,
+)
 from jobyard.core import jobs, store
 from jobyard.core.bootstrap import Runtime
 from jobyard.core.enqueue import PreparedJob, prepare
@@ -34,15 +40,37 @@ from jobyard.observability import metrics
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 JobId = Annotated[str, Path(min_length=1, max_length=200, description="The job's id.")]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        pattern=IDEMPOTENCY_KEY_PATTERN,
-        description="1..200 printable characters: the same key enqueues one job, and "
-        "repeating the request returns that job (200, `Idempotent-Replayed: true`).",
-    ),
-]
+
+
+async def idempotency_key(
+    request: Request,
+    key: Annotated[
+        str | None,
+        Header(
+            alias=IDEMPOTENCY_KEY_HEADER,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="1..200 printable characters, sent once: the same key enqueues "
+            "one job, and repeating the request returns that job (200, "
+            "`Idempotent-Replayed: true`).",
+        ),
+    ] = None,
+) -> str | None:
+    """The request's `Idempotency-Key`; sent more than once, it is refused (which one
+    would count is ambiguous, and proxies may pick another than the API)."""
+    sent = len(request.headers.getlist(IDEMPOTENCY_KEY_HEADER))
+    if sent > 1:
+        raise invalid_input(
+            [
+                FieldError(
+                    field=IDEMPOTENCY_KEY_HEADER,
+                    message=f"send the header once, not {sent} times",
+                )
+            ]
+        )
+    return key
+
+
+IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
 
 
 def location(job_id: str) -> str:
@@ -85,7 +113,7 @@ async def enqueue_job(
     client: RedisDep,
     celery: CeleryDep,
     _auth: WriteAuth,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> JobRecord:
     job = _prepare(runtime, celery, body, idempotency_key)
     limits = runtime.config.limits
@@ -111,7 +139,7 @@ async def enqueue_job(
             "idempotency-key-reused",
             "Idempotency-Key reused",
             str(exc),
-            errors=[FieldError(field="Idempotency-Key", message=str(exc))],
+            errors=[FieldError(field=IDEMPOTENCY_KEY_HEADER, message=str(exc))],
         ) from exc
     except IdempotencyInFlightError as exc:
         raise ProblemError(

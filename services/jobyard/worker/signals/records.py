@@ -79,8 +79,7 @@ def on_prerun(sender: Any = None, task_id: str = "", task: Any = None, **_: Any)
         pipe.hset(keys.job(task_id), mapping=record.to_hash())
         pipe.expire(keys.job(task_id), _limits(task)[0])
         pipe.zadd(keys.running(queue), {task_id: now})
-        pipe.zadd(keys.RECENT, {task_id: now})
-        pipe.zadd(keys.recent(queue), {task_id: now})
+        store.plan_index(pipe, record, result_ttl_s=_limits(task)[0])
         pipe.execute()
     task.request.jobyard_start = state
     task.request.jobyard_attempts = int(attempts) or None
