@@ -41,17 +41,20 @@ _SECRET_WORDS = (
 )
 _SECRET_NAME = re.compile("|".join(re.escape(w) for w in _SECRET_WORDS), re.IGNORECASE)
 
-_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/?#@\s\"'<>]+@")
+# Every pattern runs in time linear in the text: no unbounded repetition before a literal
+# that may be absent (a 50 kB word must not cost seconds: logs and errors pass through here).
+_USERINFO = re.compile(
+    r"(?<![A-Za-z0-9+.\-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]{0,31}://)[^/?#@\s\"'<>]+@"
+)
 _AUTH_SCHEME = re.compile(
-    r"(?P<scheme>\b(?:Bearer|Basic|Digest|Token|Negotiate))\s+[A-Za-z0-9._~+/=\-]{3,}",
+    r"(?P<scheme>\b(?:Bearer|Basic|Digest|Token|Negotiate))[ \t]+[A-Za-z0-9._~+/=\-]{3,}",
     re.IGNORECASE,
 )
-_NAME = r"[A-Za-z0-9_.\-]*(?:" + _SECRET_NAME.pattern + r")[A-Za-z0-9_.\-]*"
-_QUERY_PARAM = re.compile(r"(?P<lead>[?&;]" + _NAME + r"=)[^&#\s\"']*", re.IGNORECASE)
-_ASSIGNMENT = re.compile(
-    r"(?P<lead>[\"']?" + _NAME + r"[\"']?\s*[:=]\s*)(?P<quote>[\"']?)"
-    r"(?!\*\*\*)(?!(?:Bearer|Basic|Digest|Token|Negotiate)\s+\*\*\*)"  # already masked
-    r"(?P<value>[^\s\"',;}&]+)",
+_NAME_TOKEN = re.compile(r"[A-Za-z0-9_.\-]+")
+_VALUE_AFTER_NAME = re.compile(
+    r"[\"']?[ \t]*[:=][ \t]*(?P<quote>[\"']?)"
+    r"(?!\*\*\*)(?!(?:Bearer|Basic|Digest|Token|Negotiate)[ \t]+\*\*\*)"  # already masked
+    r"(?P<value>[^\s\"',;}&#]+)",
     re.IGNORECASE,
 )
 _TRIGGERS = ("://", "bearer", "basic", "digest", "token", "negotiate", *_SECRET_WORDS)
@@ -62,6 +65,23 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
+def _mask_assignments(text: str) -> str:
+    """Mask the value after every secret-named `name=`, `name: `, `"name": ` (and `?name=`)."""
+    out: list[str] = []
+    done = 0
+    for name in _NAME_TOKEN.finditer(text):
+        if name.start() < done or not is_secret_name(name.group()):
+            continue
+        found = _VALUE_AFTER_NAME.match(text, name.end())
+        if found is None:
+            continue
+        out.append(text[done : found.start("value")])
+        out.append(MASK)
+        done = found.end("value")
+    out.append(text[done:])
+    return "".join(out)
+
+
 def redact_text(text: str) -> str:
     """`text` with credentials in URLs, auth headers, query strings and assignments masked."""
     lowered = text.lower()
@@ -69,8 +89,7 @@ def redact_text(text: str) -> str:
         return text  # the common case (a log line without any credential-like part)
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
     text = _AUTH_SCHEME.sub(lambda m: f"{m['scheme']} {MASK}", text)
-    text = _QUERY_PARAM.sub(lambda m: f"{m['lead']}{MASK}", text)
-    return _ASSIGNMENT.sub(lambda m: f"{m['lead']}{m['quote']}{MASK}", text)
+    return _mask_assignments(text)
 
 
 def redact_value(value: Any, name: str | None = None) -> Any:
