@@ -1,5 +1,8 @@
 # jobyard: `make run` brings the whole stack up locally; `make test` runs every test.
-PYTHON ?= python3
+# The system Python first: Debian's python3 carries the fix for CVE-2024-6923 (mail header
+# injection) as a backport, which a self-built 3.11 before 3.11.10 does not (email.send and
+# a test refuse such an interpreter). Override with `make ... PYTHON=/path/to/python3`.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
