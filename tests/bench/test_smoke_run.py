@@ -43,16 +43,21 @@ def test_drain_runs_every_job_of_every_system(smoke: tuple[dict[str, Any], str])
     report, _ = smoke
     n = report["plan"]["drain_jobs"]
     assert list(report["drain"]) == DRAIN_SYSTEMS
+    cpu_us: list[float] = []
     for name, modes in report["drain"].items():
         assert list(modes) == ["solo"], name
         (run,) = modes["solo"]["runs"]
         assert "error" not in run, (name, run)
         assert (run["jobs"], run["capped"]) == (n, False), name
         assert run["jobs_per_s"] > 0 and run["elapsed_s"] > 0, name
-        assert 0 < run["cpu_us_per_job"] < 1_000_000, name
+        # CPU time is read from /proc in clock ticks (10 ms): the smoke's few jobs of a
+        # lean system can cost less than one tick, so one system may read 0.
+        assert 0 <= run["cpu_us_per_job"] < 1_000_000, name
+        cpu_us.append(run["cpu_us_per_job"])
         assert run["peak_rss_mib"] > 10, name
         assert 5 < run["peak_pss_mib"] <= run["peak_rss_mib"], name
         assert modes["solo"]["jobs_per_s"]["n"] == 1
+    assert sum(v > 0 for v in cpu_us) >= len(cpu_us) - 1, cpu_us
 
 
 def test_drain_counts_each_systems_redis_commands(smoke: tuple[dict[str, Any], str]) -> None:
