@@ -30,7 +30,7 @@ run: $(STAMP)  ## the local stack: embedded Redis, API on :8000, a worker per qu
 	JOBYARD_CONFIG=$${JOBYARD_CONFIG:-jobyard.yaml} $(BIN)/jobyard dev
 
 test: $(STAMP) $(CHECKOV)  ## every test (unit, integration, chart, monitoring, e2e) against real services
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15
 
 test-faults: $(STAMP)  ## only the fault-injection suite (tests/e2e)
 	$(BIN)/pytest -q -p no:cacheprovider tests/e2e
