@@ -8,6 +8,7 @@ allowed.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,7 +26,7 @@ from pydantic import (
 )
 
 from jobyard.core.egress import CONTEXT_KEY as EGRESS_CONTEXT_KEY
-from jobyard.core.egress import LOOPBACK_NETWORKS, EgressPolicy, parse_allow_entry
+from jobyard.core.egress import LOOPBACK_NETWORKS, EgressPolicy, host_matches, parse_allow_entry
 from jobyard.core.errors import ConfigError, format_validation_error
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
@@ -34,6 +35,15 @@ NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 SCHEDULE_NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
 
 KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
+
+
+def _repeated(items: Iterable[str]) -> list[str]:
+    """The values that occur more than once, sorted."""
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for item in items:
+        (twice if item in seen else seen).add(item)
+    return sorted(twice)
 
 
 class _Strict(BaseModel):
@@ -262,12 +272,10 @@ class WebhooksConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> WebhooksConfig:
-        names = [e.name for e in self.endpoints]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = _repeated(e.name for e in self.endpoints)
         if dupes:
             raise ValueError(f"endpoint names must be unique; repeated: {', '.join(dupes)}")
-        hosts = [h for e in self.endpoints for h in e.hosts]
-        hdupes = sorted({h for h in hosts if hosts.count(h) > 1})
+        hdupes = _repeated(h for e in self.endpoints for h in e.hosts)
         if hdupes:
             raise ValueError(
                 f"a host may belong to one endpoint only; repeated: {', '.join(hdupes)}"
@@ -283,13 +291,10 @@ class WebhooksConfig(_Strict):
 
     def endpoint_for_host(self, host: str) -> WebhookEndpoint | None:
         """The endpoint whose `hosts` match `host` (an exact name before a `*.` pattern)."""
-        name = host.lower().rstrip(".")
-        for e in self.endpoints:
-            if name in e.hosts:
-                return e
-        for e in self.endpoints:
-            if any(h.startswith("*.") and name.endswith(h[1:]) for h in e.hosts):
-                return e
+        for wildcard in (False, True):
+            for e in self.endpoints:
+                if any(h.startswith("*.") == wildcard and host_matches(host, h) for h in e.hosts):
+                    return e
         return None
 
 
@@ -307,11 +312,10 @@ class JobyardConfig(_Strict):
     @model_validator(mode="after")
     def _cross_checks(self) -> JobyardConfig:
         names = [q.name for q in self.queues]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = _repeated(names)
         if dupes:
             raise ValueError(f"queue names must be unique; repeated: {', '.join(dupes)}")
-        snames = [s.name for s in self.schedules]
-        sdupes = sorted({n for n in snames if snames.count(n) > 1})
+        sdupes = _repeated(s.name for s in self.schedules)
         if sdupes:
             raise ValueError(f"schedule names must be unique; repeated: {', '.join(sdupes)}")
         for s in self.schedules:

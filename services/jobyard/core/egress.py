@@ -172,6 +172,14 @@ def _normal_host(host: str) -> str:
     return host.strip().strip("[]").lower().rstrip(".")
 
 
+def host_matches(host: str, pattern: str) -> bool:
+    """Whether the name `host` is `pattern`, or a subdomain of it when it is `*.suffix`."""
+    name = _normal_host(host)
+    if pattern.startswith("*."):
+        return name.endswith(pattern[1:])
+    return name == pattern
+
+
 @dataclass(frozen=True)
 class EgressPolicy:
     """What may be reached besides public unicast addresses."""
@@ -195,14 +203,7 @@ class EgressPolicy:
 
     def allows_host(self, host: str) -> bool:
         """Whether the name `host` is allow-listed (then any address it resolves to is)."""
-        name = _normal_host(host)
-        for pattern in self.hosts:
-            if pattern.startswith("*."):
-                if name.endswith(pattern[1:]):
-                    return True
-            elif name == pattern:
-                return True
-        return False
+        return any(host_matches(host, pattern) for pattern in self.hosts)
 
     def allows_address(self, ip: IPAddress) -> bool:
         """Whether `ip` (or the IPv4 address it embeds) is in an allow-listed network."""
